@@ -1,0 +1,1741 @@
+//! The pure engine: a command or a fired timer, with the incident and the policy, becomes a
+//! decision: the new incident state, timeline events and messages to send.
+//!
+//! No I/O and no clock reads happen here; `Ctx::now` is the only time. Timers are part of the
+//! incident's state (`Incident::timers`); the store mirrors them into its deadline index.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::command::Command;
+use super::model::*;
+use super::policy::{Policy, Principal, SeverityPolicy};
+
+/// Lateness below this is scheduling jitter, not worth telling anyone about.
+const LATE_NOTICE: TimeDelta = TimeDelta::seconds(5);
+
+/// The engine's view of the world for one decision.
+pub struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub policy: &'a Policy,
+}
+
+/// Who is acting, with the role keys the front end resolved for them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Actor {
+    pub user: UserName,
+    pub roles: BTreeSet<RoleKey>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MessageKind {
+    /// News in the incident channel.
+    Post,
+    /// A nudge: pings someone and waits for an answer.
+    Nudge,
+    /// A card: a handover or summary, posted in the channel.
+    Card,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Post => "post",
+            MessageKind::Nudge => "nudge",
+            MessageKind::Card => "card",
+        }
+    }
+}
+
+/// A button under a nudge; pressing it runs the matching command.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Button {
+    Ack,
+    Snooze15m,
+    Escalate,
+    OpenPlanB,
+}
+
+/// A message for the incident's channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub at: DateTime<Utc>,
+    pub kind: MessageKind,
+    pub text: String,
+    pub mentions: Vec<Target>,
+    pub buttons: Vec<Button>,
+    pub nudge: Option<NudgeId>,
+}
+
+/// Everything a command or timer changes; the store commits it in one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub incident: Incident,
+    pub events: Vec<Event>,
+    pub messages: Vec<Message>,
+    /// The answer to the person who ran the command (empty for timers).
+    pub reply: String,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The actor may not run this command here.
+    NotAllowed,
+    /// The command does not fit the incident's state.
+    Conflict,
+    /// A value is wrong (an unknown user, a snooze over the cap).
+    Invalid,
+}
+
+/// Why a command was refused. Nothing changes when a command is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refuse<T>(kind: RefusalKind, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// A time for chat: the front end renders `<t:UNIX:t>` as a clock time (Discord natively).
+pub fn clock(t: DateTime<Utc>) -> String {
+    format!("<t:{}:t>", t.timestamp())
+}
+
+/// A time relative to now for chat: `<t:UNIX:R>`.
+pub fn relative(t: DateTime<Utc>) -> String {
+    format!("<t:{}:R>", t.timestamp())
+}
+
+/// `1h30m`, `45m`, `2d3h`: the same form users type.
+pub fn human(d: TimeDelta) -> String {
+    let mut s = d.num_seconds().max(0);
+    if s == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+/// The channel name for an incident: `inc-42-core-mail-server`, at most 100 characters.
+pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let prefix = match exercise {
+        Exercise::Real => format!("inc-{}", id.0),
+        Exercise::Drill => format!("inc-{}-drill", id.0),
+    };
+    let mut name = if slug.trim_matches('-').is_empty() {
+        prefix
+    } else {
+        format!("{prefix}-{}", slug.trim_matches('-'))
+    };
+    name.truncate(100);
+    name.trim_end_matches('-').to_string()
+}
+
+/// The role keys an actor holds within an incident: their own plus incident assignments.
+pub fn effective_roles(actor: &Actor, inc: Option<&Incident>) -> BTreeSet<RoleKey> {
+    let mut roles = actor.roles.clone();
+    if let Some(inc) = inc {
+        for (role, user) in &inc.assignments {
+            if *user == actor.user
+                && let Some(key) = role.grants()
+            {
+                roles.insert(key);
+            }
+        }
+    }
+    roles
+}
+
+fn targets_actor(targets: &[Target], actor: &Actor, roles: &BTreeSet<RoleKey>) -> bool {
+    targets.iter().any(|t| match t {
+        Target::User(u) => *u == actor.user,
+        Target::Role(r) => roles.contains(r),
+    })
+}
+
+/// Checks a command path against its "who may" list.
+pub fn authorize(
+    ctx: &Ctx,
+    actor: &Actor,
+    inc: Option<&Incident>,
+    path: &str,
+    plan: Option<Plan>,
+    nudge: Option<&Nudge>,
+) -> Result<(), Refusal> {
+    let who = ctx.policy.permissions.for_command(path);
+    let roles = effective_roles(actor, inc);
+    let admitted = who.iter().any(|p| match p {
+        Principal::Anyone => true,
+        Principal::Participant => !roles.is_empty(),
+        Principal::AnyTier => roles.iter().any(RoleKey::is_tier),
+        Principal::CurrentTier => inc.is_some_and(|i| roles.contains(&i.tier.role())),
+        Principal::Lead => inc.is_some_and(|i| match plan {
+            Some(p) => i
+                .tracks
+                .get(&p)
+                .is_some_and(|t| t.lead.as_ref() == Some(&actor.user)),
+            None => *i.commander() == actor.user,
+        }),
+        Principal::Nudged => nudge.is_some_and(|n| targets_actor(&n.targets, actor, &roles)),
+        Principal::Role(r) => roles.contains(r),
+    });
+    if admitted {
+        return Ok(());
+    }
+    let allowed = who
+        .iter()
+        .map(|p| match (p, inc) {
+            (Principal::CurrentTier, Some(i)) => format!("the current tier ({})", i.tier.role()),
+            _ => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let held = if roles.is_empty() {
+        format!("{} is not on the roster and holds no role", actor.user)
+    } else {
+        let list = roles
+            .iter()
+            .map(RoleKey::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if roles.iter().all(RoleKey::is_external) {
+            format!(
+                "{} holds {list}: facilities and vendor staff may post /update and /vendor updates and read the status, but not run privileged commands",
+                actor.user
+            )
+        } else {
+            format!("{} holds {list}", actor.user)
+        }
+    };
+    refuse(
+        RefusalKind::NotAllowed,
+        format!("/{path} is refused: it is for {allowed}, and {held}."),
+    )
+}
+
+/// A decision in progress: the incident being changed plus what to record and send.
+struct Work<'a> {
+    ctx: &'a Ctx<'a>,
+    inc: Incident,
+    events: Vec<Event>,
+    messages: Vec<Message>,
+    actor: Option<UserName>,
+}
+
+impl<'a> Work<'a> {
+    fn new(ctx: &'a Ctx<'a>, inc: Incident, actor: Option<&UserName>) -> Work<'a> {
+        Work {
+            ctx,
+            inc,
+            events: Vec::new(),
+            messages: Vec::new(),
+            actor: actor.cloned(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.now
+    }
+
+    fn sp(&self) -> &'a SeverityPolicy {
+        self.ctx.policy.for_severity(self.inc.severity)
+    }
+
+    fn finish(self, reply: String) -> Decision {
+        Decision {
+            incident: self.inc,
+            events: self.events,
+            messages: self.messages,
+            reply,
+        }
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.inc.next_seq += 1;
+        self.inc.next_seq
+    }
+
+    fn event(&mut self, kind: EventKind, text: impl Into<String>) {
+        let seq = self.inc.timeline_len;
+        self.inc.timeline_len += 1;
+        self.events.push(Event {
+            seq,
+            at: self.now(),
+            actor: self.actor.clone(),
+            kind,
+            text: text.into(),
+        });
+    }
+
+    fn drill_mark(&self, text: String) -> String {
+        if self.inc.is_drill() {
+            format!("[DRILL] {text}")
+        } else {
+            text
+        }
+    }
+
+    fn post(&mut self, kind: MessageKind, text: String, mentions: Vec<Target>) {
+        let text = self.drill_mark(text);
+        self.messages.push(Message {
+            at: self.now(),
+            kind,
+            text,
+            mentions,
+            buttons: Vec::new(),
+            nudge: None,
+        });
+    }
+
+    fn add_timer(&mut self, due: DateTime<Utc>, kind: TimerKind) {
+        let seq = TimerSeq(self.next_seq());
+        self.inc.timers.push(PendingTimer { seq, due, kind });
+    }
+
+    fn cancel_timers(&mut self, pred: impl Fn(&TimerKind) -> bool) {
+        self.inc.timers.retain(|t| !pred(&t.kind));
+    }
+
+    fn tier_target(&self, tier: Tier) -> Target {
+        match self.inc.assignments.get(&IncidentRole::Lead(tier)) {
+            Some(u) => Target::User(u.clone()),
+            None => Target::Role(tier.role()),
+        }
+    }
+
+    fn sdm_target(&self) -> Target {
+        match self.inc.assignments.get(&IncidentRole::Sdm) {
+            Some(u) => Target::User(u.clone()),
+            None => Target::Role(RoleKey::sdm()),
+        }
+    }
+
+    fn cadence(&self, track: &Track) -> Option<TimeDelta> {
+        match track.cadence {
+            Cadence::Custom(d) => Some(d),
+            Cadence::Policy => self.sp().update_cadence,
+        }
+    }
+
+    /// How often a nudge repeats: a handover card follows its track's cadence.
+    fn repeat_interval(&self, kind: &NudgeKind) -> Option<TimeDelta> {
+        match kind {
+            NudgeKind::Handover { plan: Some(p) } => self
+                .inc
+                .tracks
+                .get(p)
+                .and_then(|t| self.cadence(t))
+                .or(self.sp().nudge_repeat),
+            NudgeKind::Handover { plan: None } => {
+                self.sp().update_cadence.or(self.sp().nudge_repeat)
+            }
+            _ => self.sp().nudge_repeat,
+        }
+    }
+
+    fn buttons_for(&self, kind: &NudgeKind) -> Vec<Button> {
+        let mut b = vec![Button::Ack, Button::Snooze15m];
+        match kind {
+            NudgeKind::PlanBDue => b = vec![Button::OpenPlanB, Button::Snooze15m],
+            NudgeKind::Handover { .. } => b = vec![Button::Ack],
+            _ => {
+                if self.inc.tier != Tier::L3 {
+                    b.push(Button::Escalate);
+                }
+                if self.inc.plan_b == PlanBDecision::Pending && !self.inc.tracks.contains_key(&Plan::B)
+                {
+                    b.push(Button::OpenPlanB);
+                }
+            }
+        }
+        b
+    }
+
+    /// Raises a nudge: posts it now and schedules its repeat.
+    fn raise(&mut self, kind: NudgeKind, targets: Vec<Target>, text: String) -> NudgeId {
+        let id = NudgeId(self.next_seq());
+        let now = self.now();
+        let buttons = self.buttons_for(&kind);
+        let shown = self.drill_mark(format!("Nudge {id} · {text}"));
+        self.messages.push(Message {
+            at: now,
+            kind: MessageKind::Nudge,
+            text: shown,
+            mentions: targets.clone(),
+            buttons,
+            nudge: Some(id),
+        });
+        let who = targets
+            .iter()
+            .map(Target::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.event(
+            EventKind::Nudged {
+                nudge: id,
+                repeat: 1,
+            },
+            format!("nudge {id} ({}) to {who}", kind.label()),
+        );
+        if let Some(every) = self.repeat_interval(&kind) {
+            self.add_timer(now + every, TimerKind::NudgeRepeat { nudge: id });
+        }
+        self.inc.nudges.push(Nudge {
+            id,
+            kind,
+            targets,
+            text,
+            raised_at: now,
+            last_sent: now,
+            sends: 1,
+            snoozed_until: None,
+            state: NudgeState::Open,
+        });
+        id
+    }
+
+    /// Closes every open nudge that matches, and stops its repeats.
+    fn answer(&mut self, pred: impl Fn(&NudgeKind) -> bool, how: &str) -> Vec<NudgeId> {
+        let now = self.now();
+        let by = self.actor.clone();
+        let mut closed = Vec::new();
+        for n in self.inc.nudges.iter_mut() {
+            if n.is_open() && pred(&n.kind) {
+                n.state = NudgeState::Answered {
+                    at: now,
+                    by: by.clone(),
+                    how: how.to_string(),
+                };
+                closed.push(n.id);
+            }
+        }
+        self.cancel_timers(|k| matches!(k, TimerKind::NudgeRepeat { nudge } if closed.contains(nudge)));
+        closed
+    }
+
+    /// Moves the incident into a tier: new budget timer, pickup nudge, SDM alert if due.
+    fn enter_tier(&mut self, to: Tier, why: &str, auto: bool) {
+        let from = self.inc.tier;
+        let now = self.now();
+        self.inc.tier = to;
+        self.inc.tier_entered_at = now;
+        self.cancel_timers(|k| matches!(k, TimerKind::TierBudget { .. }));
+        self.answer(
+            |k| matches!(k, NudgeKind::TierPickup { .. }),
+            &format!("superseded by the escalation to {to}"),
+        );
+        let next = match (self.sp().budget(to), to.next()) {
+            (Some(budget), Some(next)) => {
+                self.add_timer(now + budget, TimerKind::TierBudget { tier: to });
+                format!(" Auto-escalation to {next} at {}.", clock(now + budget))
+            }
+            _ => String::new(),
+        };
+        self.event(
+            EventKind::Escalated { from, to, auto },
+            format!("escalated {from} → {to}: {why}"),
+        );
+        let target = self.tier_target(to);
+        self.raise(
+            NudgeKind::TierPickup { tier: to },
+            vec![target.clone()],
+            format!(
+                "{} escalated {from} → {to} ({why}). {target}: you own it now; acknowledge with /ack.{next}",
+                self.inc.id
+            ),
+        );
+        self.maybe_alert_sdm();
+    }
+
+    fn maybe_alert_sdm(&mut self) {
+        let Some(alert_tier) = self.sp().sdm_alert_tier else {
+            return;
+        };
+        if self.inc.tier < alert_tier || self.inc.sdm_alerted_at.is_some() {
+            return;
+        }
+        self.inc.sdm_alerted_at = Some(self.now());
+        let sdm = self.sdm_target();
+        let tracks = self
+            .inc
+            .active_tracks()
+            .map(|t| {
+                let last = match &t.last_update {
+                    Some(u) => format!("last update {}: {}", clock(u.at), u.text),
+                    None => "no update yet".into(),
+                };
+                format!(
+                    "Plan {} ({}) {last}",
+                    t.plan,
+                    t.lead.as_ref().map_or("no lead".into(), |l| l.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let deadline = match (&self.inc.plan_b, self.sp().plan_b_after) {
+            (PlanBDecision::Pending, Some(after)) => {
+                format!(" Plan B deadline {}.", clock(self.inc.opened_at + after))
+            }
+            _ => String::new(),
+        };
+        self.event(
+            EventKind::SdmAlerted,
+            format!("SDM alerted at {}", self.inc.tier),
+        );
+        self.raise(
+            NudgeKind::SdmAlert,
+            vec![sdm.clone()],
+            format!(
+                "SDM alert: {} ({}, {}) is at {}. {tracks}.{deadline} {sdm}: acknowledge with /ack.",
+                self.inc.id, self.inc.title, self.inc.severity, self.inc.tier
+            ),
+        );
+    }
+
+    fn silence_targets(&self, track: &Track) -> Vec<Target> {
+        let mut targets = vec![match (&track.lead, &track.team) {
+            (Some(lead), _) => Target::User(lead.clone()),
+            (None, Some(team)) => Target::Role(team.clone()),
+            (None, None) => self.tier_target(self.inc.tier),
+        }];
+        if let Some(h) = &track.handover {
+            targets.push(Target::User(h.to.clone()));
+        }
+        targets
+    }
+
+    fn arm_silence(&mut self, plan: Plan, from: DateTime<Utc>) {
+        self.cancel_timers(|k| *k == TimerKind::TrackSilence { plan });
+        let cadence = self.inc.tracks.get(&plan).and_then(|t| self.cadence(t));
+        if let Some(c) = cadence {
+            self.add_timer(from + c, TimerKind::TrackSilence { plan });
+        }
+    }
+
+    /// After a severity change: every pending timer is recomputed from the new policy.
+    /// Deadlines that already passed are due now, so they fire at once.
+    fn recompute_timers(&mut self) {
+        let now = self.now();
+        let at_least_now = |t: DateTime<Utc>| t.max(now);
+        let sp = self.sp();
+        let tier = self.inc.tier;
+        self.cancel_timers(|k| matches!(k, TimerKind::TierBudget { .. }));
+        if let Some(b) = sp.budget(tier) {
+            let due = at_least_now(self.inc.tier_entered_at + b);
+            self.add_timer(due, TimerKind::TierBudget { tier });
+        }
+        let plan_b_pending = self.inc.plan_b == PlanBDecision::Pending
+            && !self
+                .inc
+                .nudges
+                .iter()
+                .any(|n| n.kind == NudgeKind::PlanBDue);
+        self.cancel_timers(|k| *k == TimerKind::PlanBDeadline);
+        if plan_b_pending && let Some(after) = sp.plan_b_after {
+            let due = at_least_now(self.inc.opened_at + after);
+            self.add_timer(due, TimerKind::PlanBDeadline);
+        }
+        let plans: Vec<(Plan, DateTime<Utc>)> = self
+            .inc
+            .active_tracks()
+            .map(|t| (t.plan, t.last_activity))
+            .collect();
+        for (plan, last) in plans {
+            self.cancel_timers(|k| *k == TimerKind::TrackSilence { plan });
+            let cadence = self.inc.tracks.get(&plan).and_then(|t| self.cadence(t));
+            if let Some(c) = cadence {
+                self.add_timer(at_least_now(last + c), TimerKind::TrackSilence { plan });
+            }
+        }
+        let open: Vec<(NudgeId, NudgeKind, DateTime<Utc>, Option<DateTime<Utc>>)> = self
+            .inc
+            .nudges
+            .iter()
+            .filter(|n| n.is_open())
+            .map(|n| (n.id, n.kind.clone(), n.last_sent, n.snoozed_until))
+            .collect();
+        for (id, kind, last_sent, snoozed) in open {
+            self.cancel_timers(|k| *k == TimerKind::NudgeRepeat { nudge: id });
+            let due = match (snoozed, self.repeat_interval(&kind)) {
+                (Some(until), _) if until > now => Some(until),
+                (_, Some(every)) => Some(at_least_now(last_sent + every)),
+                (_, None) => None,
+            };
+            if let Some(due) = due {
+                self.add_timer(due, TimerKind::NudgeRepeat { nudge: id });
+            }
+        }
+        self.maybe_alert_sdm();
+    }
+
+    fn user_on_roster(&self, user: &UserName, option: &str) -> Result<(), Refusal> {
+        if self.ctx.policy.roster.contains(user) {
+            Ok(())
+        } else {
+            refuse(
+                RefusalKind::Invalid,
+                format!(
+                    "option '{option}': '{user}' is not on the roster; known people: {}",
+                    self.ctx.policy.roster.names()
+                ),
+            )
+        }
+    }
+
+    fn active_track(&self, plan: Plan) -> Result<&Track, Refusal> {
+        match self.inc.tracks.get(&plan) {
+            Some(t) if t.state == TrackState::Active => Ok(t),
+            Some(t) => refuse(
+                RefusalKind::Conflict,
+                format!("Plan {plan} is {}; it takes no more changes", t.state),
+            ),
+            None => {
+                let open = self
+                    .inc
+                    .active_tracks()
+                    .map(|t| t.plan.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                refuse(
+                    RefusalKind::Conflict,
+                    format!(
+                        "Plan {plan} is not open in {}; open plans: {open}",
+                        self.inc.id
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// Opens a new incident: Plan A, the L1 budget, the Plan B deadline, the silence timer.
+pub fn open(
+    ctx: &Ctx,
+    actor: &Actor,
+    id: IncidentId,
+    title: &str,
+    severity: Severity,
+    service: &str,
+    exercise: Exercise,
+) -> Result<Decision, Refusal> {
+    authorize(ctx, actor, None, "incident open", None, None)?;
+    let title = title.trim();
+    let service = service.trim();
+    if title.is_empty() || service.is_empty() {
+        return refuse(
+            RefusalKind::Invalid,
+            "/incident open needs a non-empty title and service",
+        );
+    }
+    let now = ctx.now;
+    let plan_a = Track {
+        plan: Plan::A,
+        title: "Troubleshoot and restore the service".into(),
+        lead: Some(actor.user.clone()),
+        team: Some(Tier::L1.role()),
+        members: Vec::new(),
+        state: TrackState::Active,
+        opened_at: now,
+        opened_by: actor.user.clone(),
+        cadence: Cadence::Policy,
+        last_activity: now,
+        last_update: None,
+        updates: 0,
+        closed_at: None,
+        outcome_note: None,
+        handover: None,
+    };
+    let inc = Incident {
+        id,
+        title: title.to_string(),
+        service: service.to_string(),
+        severity,
+        exercise,
+        opener: actor.user.clone(),
+        channel: channel_name(id, title, exercise),
+        opened_at: now,
+        state: IncidentState::Open,
+        tier: Tier::L1,
+        tier_entered_at: now,
+        sdm_alerted_at: None,
+        plan_b: PlanBDecision::Pending,
+        assignments: Default::default(),
+        tracks: [(Plan::A, plan_a)].into_iter().collect(),
+        nudges: Vec::new(),
+        timers: Vec::new(),
+        snoozes: Vec::new(),
+        vendor_cases: Vec::new(),
+        handover: None,
+        next_seq: 0,
+        timeline_len: 0,
+    };
+    let mut w = Work::new(ctx, inc, Some(&actor.user));
+    let sp = w.sp();
+    let mut plan_lines = Vec::new();
+    if let Some(b) = sp.l1_budget {
+        w.add_timer(now + b, TimerKind::TierBudget { tier: Tier::L1 });
+        plan_lines.push(format!("L2 at {} unless resolved", clock(now + b)));
+    }
+    if let Some(after) = sp.plan_b_after {
+        w.add_timer(now + after, TimerKind::PlanBDeadline);
+        plan_lines.push(format!("Plan B deadline {}", clock(now + after)));
+    }
+    if let Some(c) = sp.update_cadence {
+        w.add_timer(now + c, TimerKind::TrackSilence { plan: Plan::A });
+        plan_lines.push(format!("Plan A updates every {}", human(c)));
+    }
+    let kind = if exercise == Exercise::Drill {
+        "DR drill"
+    } else {
+        "incident"
+    };
+    w.event(
+        EventKind::Opened,
+        format!("opened {id} ({severity}, {service}): {title}"),
+    );
+    let schedule = if plan_lines.is_empty() {
+        String::new()
+    } else {
+        format!(" {}.", plan_lines.join("; "))
+    };
+    w.post(
+        MessageKind::Post,
+        format!(
+            "{id} opened by {}: {title} · {severity} · service {service} · {kind}. L1 owns it; Plan A (troubleshoot) is led by {}.{schedule}",
+            actor.user, actor.user
+        ),
+        vec![Target::Role(Tier::L1.role())],
+    );
+    w.maybe_alert_sdm();
+    let channel = w.inc.channel.clone();
+    Ok(w.finish(format!("Opened {id} ({severity}) in #{channel}.")))
+}
+
+/// Runs a command against an open incident.
+pub fn handle(
+    ctx: &Ctx,
+    actor: &Actor,
+    inc: &Incident,
+    cmd: &Command,
+) -> Result<Decision, Refusal> {
+    if let Command::Open { .. } = cmd {
+        return refuse(
+            RefusalKind::Conflict,
+            "/incident open starts a new incident; it does not act on one",
+        );
+    }
+    if !inc.is_open() {
+        return refuse(
+            RefusalKind::Conflict,
+            format!(
+                "{} is resolved; /{} needs an open incident",
+                inc.id,
+                cmd.path()
+            ),
+        );
+    }
+    // Ack and snooze are authorised against the nudge they answer, below.
+    if !matches!(cmd, Command::Ack { .. } | Command::Snooze { .. }) {
+        authorize(ctx, actor, Some(inc), cmd.path(), cmd.plan(), None)?;
+    }
+    let mut w = Work::new(ctx, inc.clone(), Some(&actor.user));
+    let now = ctx.now;
+    let who = actor.user.clone();
+    let id = inc.id;
+    let reply = match cmd {
+        Command::Open { .. } => unreachable!("refused above"),
+        Command::Severity { level, reason } => {
+            let from = w.inc.severity;
+            if *level == from {
+                return refuse(RefusalKind::Conflict, format!("{id} is already {from}"));
+            }
+            w.inc.severity = *level;
+            w.recompute_timers();
+            w.event(
+                EventKind::SeverityChanged { from, to: *level },
+                format!("severity {from} → {level}: {reason}"),
+            );
+            let next = w
+                .inc
+                .next_timers()
+                .first()
+                .map(|t| format!(" Next: {} at {}.", t.kind.label(), clock(t.due)))
+                .unwrap_or_default();
+            w.post(
+                MessageKind::Post,
+                format!("{id} severity {from} → {level} by {who}: {reason}. Timers recomputed from the {level} policy.{next}"),
+                vec![],
+            );
+            format!("{id} is now {level}; its timers follow the {level} policy.")
+        }
+        Command::Resolve { summary, plan } => {
+            let winner = match plan {
+                Some(p) => {
+                    if !w.inc.tracks.contains_key(p) {
+                        return refuse(
+                            RefusalKind::Invalid,
+                            format!("option 'plan': Plan {p} was never opened in {id}"),
+                        );
+                    }
+                    Some(*p)
+                }
+                None if w.inc.tracks.len() == 1 => Some(Plan::A),
+                None => None,
+            };
+            w.inc.state = IncidentState::Resolved {
+                at: now,
+                by: who.clone(),
+                summary: summary.clone(),
+                plan: winner,
+            };
+            for t in w.inc.tracks.values_mut() {
+                if t.state == TrackState::Active {
+                    t.state = if Some(t.plan) == winner {
+                        TrackState::Succeeded
+                    } else {
+                        TrackState::StandingDown
+                    };
+                    t.closed_at = Some(now);
+                    t.handover = None;
+                }
+            }
+            w.inc.handover = None;
+            w.answer(|_| true, "incident resolved");
+            let cancelled = w.inc.timers.len();
+            w.inc.timers.clear();
+            let by_plan = winner.map_or(String::new(), |p| format!(" by Plan {p}"));
+            w.event(
+                EventKind::Resolved { plan: winner },
+                format!("resolved{by_plan}: {summary}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!(
+                    "{id} resolved{by_plan} after {} by {who}: {summary}. {cancelled} pending timer(s) cancelled.",
+                    human(now - w.inc.opened_at)
+                ),
+                vec![],
+            );
+            format!("{id} resolved{by_plan}; every timer is cancelled.")
+        }
+        Command::Escalate { tier, reason } => {
+            let current = w.inc.tier;
+            let to = match tier {
+                Some(t) if *t <= current => {
+                    return refuse(
+                        RefusalKind::Conflict,
+                        format!("{id} is already at {current}; /escalate moves up only, to a higher tier than {current}"),
+                    );
+                }
+                Some(t) => *t,
+                None => match current.next() {
+                    Some(n) => n,
+                    None => {
+                        return refuse(
+                            RefusalKind::Conflict,
+                            format!("{id} is already at L3, the highest tier"),
+                        );
+                    }
+                },
+            };
+            w.enter_tier(to, &format!("by {who}: {reason}"), false);
+            format!("{id} escalated {current} → {to}.")
+        }
+        Command::PlanOpen {
+            plan,
+            title,
+            lead,
+            team,
+            cadence,
+        } => {
+            if *plan == Plan::A {
+                return refuse(
+                    RefusalKind::Conflict,
+                    "Plan A opens with the incident; open B, C or D",
+                );
+            }
+            if let Some(t) = w.inc.tracks.get(plan) {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!(
+                        "Plan {plan} already exists in {id} ({}); choose another letter",
+                        t.state
+                    ),
+                );
+            }
+            if let Some(l) = lead {
+                w.user_on_roster(l, "lead")?;
+            }
+            if let Some(t) = team
+                && !ctx.policy.knows_role(t)
+            {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!(
+                        "option 'team': '{t}' is not a known role; known roles: {}",
+                        ctx.policy.known_roles()
+                    ),
+                );
+            }
+            if let Some(c) = cadence
+                && *c < TimeDelta::minutes(1)
+            {
+                return refuse(
+                    RefusalKind::Invalid,
+                    "option 'cadence': it must be at least 1m",
+                );
+            }
+            w.inc.tracks.insert(
+                *plan,
+                Track {
+                    plan: *plan,
+                    title: title.clone(),
+                    lead: lead.clone(),
+                    team: team.clone(),
+                    members: Vec::new(),
+                    state: TrackState::Active,
+                    opened_at: now,
+                    opened_by: who.clone(),
+                    cadence: cadence.map_or(Cadence::Policy, Cadence::Custom),
+                    last_activity: now,
+                    last_update: None,
+                    updates: 0,
+                    closed_at: None,
+                    outcome_note: None,
+                    handover: None,
+                },
+            );
+            w.arm_silence(*plan, now);
+            if *plan == Plan::B && w.inc.plan_b == PlanBDecision::Pending {
+                w.inc.plan_b = PlanBDecision::Opened { at: now };
+                w.cancel_timers(|k| *k == TimerKind::PlanBDeadline);
+                w.answer(|k| *k == NudgeKind::PlanBDue, "Plan B opened");
+            }
+            let mut mentions = Vec::new();
+            if let Some(l) = lead {
+                mentions.push(Target::User(l.clone()));
+            }
+            if let Some(t) = team {
+                mentions.push(Target::Role(t.clone()));
+            }
+            let track = &w.inc.tracks[plan];
+            let every = w
+                .cadence(track)
+                .map_or("no update cadence".into(), |c| format!("updates every {}", human(c)));
+            w.event(
+                EventKind::PlanOpened { plan: *plan },
+                format!("Plan {plan} opened: {title}"),
+            );
+            let staff = format!(
+                "lead {}, team {}",
+                lead.as_ref().map_or("unassigned".into(), |l| format!("@{l}")),
+                team.as_ref().map_or("unassigned".into(), |t| format!("@{t}"))
+            );
+            w.post(
+                MessageKind::Post,
+                format!("Plan {plan} opened by {who}: {title} · {staff} · {every}. It runs in parallel with the other plans."),
+                mentions,
+            );
+            format!("Plan {plan} is open ({staff}).")
+        }
+        Command::PlanAssign { plan, lead, member } => {
+            w.active_track(*plan)?;
+            if lead.is_none() && member.is_none() {
+                return refuse(
+                    RefusalKind::Invalid,
+                    "/plan assign needs 'lead' or 'member' (or both)",
+                );
+            }
+            let mut said = Vec::new();
+            let mut mentions = Vec::new();
+            if let Some(l) = lead {
+                w.user_on_roster(l, "lead")?;
+                said.push(format!("lead {l}"));
+                mentions.push(Target::User(l.clone()));
+            }
+            if let Some(m) = member {
+                w.user_on_roster(m, "member")?;
+                said.push(format!("member {m}"));
+                mentions.push(Target::User(m.clone()));
+            }
+            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            if let Some(l) = lead {
+                track.lead = Some(l.clone());
+            }
+            if let Some(m) = member
+                && !track.members.contains(m)
+            {
+                track.members.push(m.clone());
+            }
+            let said = said.join(", ");
+            w.event(
+                EventKind::PlanAssigned { plan: *plan },
+                format!("Plan {plan}: {said}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("Plan {plan} staffed by {who}: {said}."),
+                mentions,
+            );
+            format!("Plan {plan}: {said}.")
+        }
+        Command::PlanClose {
+            plan,
+            outcome,
+            note,
+        } => {
+            w.active_track(*plan)?;
+            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            track.state = *outcome;
+            track.closed_at = Some(now);
+            track.outcome_note = note.clone();
+            track.handover = None;
+            let plan = *plan;
+            w.cancel_timers(|k| *k == TimerKind::TrackSilence { plan });
+            w.answer(
+                |k| {
+                    matches!(k, NudgeKind::TrackSilent { plan: p } | NudgeKind::Handover { plan: Some(p) } if *p == plan)
+                },
+                "plan closed",
+            );
+            let note = note.as_ref().map_or(String::new(), |n| format!(": {n}"));
+            w.event(
+                EventKind::PlanClosed {
+                    plan,
+                    state: *outcome,
+                },
+                format!("Plan {plan} closed, {outcome}{note}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("Plan {plan} closed by {who}: {outcome}{note}."),
+                vec![],
+            );
+            format!("Plan {plan} is closed ({outcome}).")
+        }
+        Command::PlanDecline { reason } => {
+            match &w.inc.plan_b {
+                PlanBDecision::Pending => {}
+                PlanBDecision::Opened { .. } => {
+                    return refuse(RefusalKind::Conflict, format!("Plan B is already open in {id}"));
+                }
+                PlanBDecision::Declined { by, .. } => {
+                    return refuse(
+                        RefusalKind::Conflict,
+                        format!("Plan B was already declined in {id} by {by}"),
+                    );
+                }
+            }
+            w.inc.plan_b = PlanBDecision::Declined {
+                at: now,
+                by: who.clone(),
+                reason: reason.clone(),
+            };
+            w.cancel_timers(|k| *k == TimerKind::PlanBDeadline);
+            w.answer(|k| *k == NudgeKind::PlanBDue, "Plan B declined");
+            w.event(EventKind::PlanBDeclined, format!("Plan B declined: {reason}"));
+            w.post(
+                MessageKind::Post,
+                format!("{who} decided against Plan B: {reason}."),
+                vec![],
+            );
+            "Plan B declined; its deadline nudges stop.".to_string()
+        }
+        Command::Update { text, plan } => {
+            let plan = plan.unwrap_or(Plan::A);
+            w.active_track(plan)?;
+            let track = w.inc.tracks.get_mut(&plan).expect("checked active above");
+            track.last_activity = now;
+            track.updates += 1;
+            track.last_update = Some(TrackUpdate {
+                at: now,
+                by: who.clone(),
+                text: text.clone(),
+            });
+            w.arm_silence(plan, now);
+            w.answer(
+                |k| *k == NudgeKind::TrackSilent { plan },
+                "update posted",
+            );
+            w.event(EventKind::Update { plan }, format!("Plan {plan}: {text}"));
+            w.post(
+                MessageKind::Post,
+                format!("Plan {plan} update from {who}: {text}"),
+                vec![],
+            );
+            format!("Update posted to Plan {plan}.")
+        }
+        Command::Ack { nudge } => {
+            let n = find_nudge(ctx, actor, &w.inc, *nudge, "ack")?.clone();
+            if n.kind == NudgeKind::PlanBDue {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("nudge {} (Plan B deadline) is answered only by opening Plan B (/plan open plan:B title:…) or declining it (/plan decline reason:…)", n.id),
+                );
+            }
+            if let NudgeKind::Handover { plan } = &n.kind {
+                accept_handover(&mut w, &n, *plan, actor)?;
+            } else {
+                w.answer(|k| *k == n.kind, &format!("acknowledged by {who}"));
+                w.event(
+                    EventKind::Acknowledged { nudge: n.id },
+                    format!("{who} acknowledged nudge {} ({})", n.id, n.kind.label()),
+                );
+                w.post(
+                    MessageKind::Post,
+                    format!("{who} acknowledged nudge {} ({}).", n.id, n.kind.label()),
+                    vec![],
+                );
+            }
+            format!("Acknowledged nudge {} ({}).", n.id, n.kind.label())
+        }
+        Command::Snooze {
+            duration,
+            reason,
+            nudge,
+        } => {
+            let n = find_nudge(ctx, actor, &w.inc, *nudge, "snooze")?.clone();
+            let sp = w.sp();
+            let sev = w.inc.severity;
+            let (Some(max), Some(total)) = (sp.snooze_max, sp.snooze_total) else {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!("snoozing is off for {sev} incidents"),
+                );
+            };
+            if *duration > max {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!(
+                        "option 'duration': {} is longer than the {sev} limit of {} for one snooze",
+                        human(*duration),
+                        human(max)
+                    ),
+                );
+            }
+            let used = w
+                .inc
+                .snoozes
+                .iter()
+                .fold(TimeDelta::zero(), |a, s| a + s.length);
+            if used + *duration > total {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!(
+                        "option 'duration': {id} has used {} of its {} snooze allowance ({sev}); at most {} is left",
+                        human(used),
+                        human(total),
+                        human(total - used)
+                    ),
+                );
+            }
+            let until = now + *duration;
+            if let Some(nn) = w.inc.nudges.iter_mut().find(|x| x.id == n.id) {
+                nn.snoozed_until = Some(until);
+            }
+            w.cancel_timers(|k| *k == TimerKind::NudgeRepeat { nudge: n.id });
+            w.add_timer(until, TimerKind::NudgeRepeat { nudge: n.id });
+            w.inc.snoozes.push(Snooze {
+                at: now,
+                by: who.clone(),
+                nudge: n.id,
+                length: *duration,
+                reason: reason.clone(),
+            });
+            let count = w.inc.snoozes.len();
+            w.event(
+                EventKind::Snoozed { nudge: n.id },
+                format!(
+                    "{who} snoozed nudge {} ({}) for {}: {reason}",
+                    n.id,
+                    n.kind.label(),
+                    human(*duration)
+                ),
+            );
+            w.post(
+                MessageKind::Post,
+                format!(
+                    "{who} snoozed nudge {} ({}) until {}: {reason}. Snooze {count} of this incident; {} of {} used.",
+                    n.id,
+                    n.kind.label(),
+                    clock(until),
+                    human(used + *duration),
+                    human(total)
+                ),
+                vec![],
+            );
+            if count == 3 {
+                let sdm = w.sdm_target();
+                w.post(
+                    MessageKind::Post,
+                    format!("{sdm}: {id} has now been snoozed 3 times; latest by {who}: {reason}."),
+                    vec![sdm.clone()],
+                );
+            }
+            format!(
+                "Nudge {} snoozed until {}.",
+                n.id,
+                clock(until)
+            )
+        }
+        Command::RoleAssign { role, user } => {
+            w.user_on_roster(user, "user")?;
+            w.inc.assignments.insert(*role, user.clone());
+            w.event(EventKind::RoleAssigned, format!("{user} is {role}"));
+            w.post(
+                MessageKind::Post,
+                format!("{who} made {user} the {role} of {id}."),
+                vec![Target::User(user.clone())],
+            );
+            format!("{user} is now {role} of {id}.")
+        }
+        Command::Handover { to, summary, plan } => {
+            w.user_on_roster(to, "to")?;
+            let from = match plan {
+                Some(p) => w.active_track(*p)?.lead.clone(),
+                None => Some(w.inc.commander().clone()),
+            };
+            if from.as_ref() == Some(to) {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!("option 'to': {to} already leads it"),
+                );
+            }
+            let scope = plan.map_or(format!("{id}"), |p| format!("Plan {p}"));
+            // A newer handover replaces one still waiting.
+            let plan_v = *plan;
+            w.answer(
+                |k| *k == NudgeKind::Handover { plan: plan_v },
+                "replaced by a newer handover",
+            );
+            let card = handover_card(&w, plan_v, summary);
+            let nudge = w.raise(
+                NudgeKind::Handover { plan: *plan },
+                vec![Target::User(to.clone())],
+                format!(
+                    "Handover of {scope} from {} to @{to}. @{to}: acknowledge with /ack to take it over.\n{card}",
+                    from.as_ref().map_or("nobody".into(), |f| f.to_string())
+                ),
+            );
+            let pending = PendingHandover {
+                from: from.clone(),
+                to: to.clone(),
+                summary: summary.clone(),
+                at: now,
+                nudge,
+            };
+            match plan {
+                Some(p) => {
+                    w.inc.tracks.get_mut(p).expect("checked active above").handover = Some(pending)
+                }
+                None => w.inc.handover = Some(pending),
+            }
+            w.event(
+                EventKind::HandoverOffered { plan: *plan },
+                format!("handover of {scope} offered to {to}: {summary}"),
+            );
+            format!("Handover card sent to {to}; until they acknowledge, nudges for {scope} reach you both.")
+        }
+        Command::VendorAdd {
+            vendor,
+            case,
+            callback,
+        } => {
+            if w
+                .inc
+                .vendor_cases
+                .iter()
+                .any(|c| c.case == *case && c.closed_at.is_none())
+            {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("vendor case {case} is already tracked in {id}"),
+                );
+            }
+            let due = callback.map(|d| d.resolve(now));
+            if let Some(due) = due
+                && due <= now
+            {
+                return refuse(
+                    RefusalKind::Invalid,
+                    "option 'callback': the callback time must be in the future",
+                );
+            }
+            w.inc.vendor_cases.push(VendorCase {
+                vendor: vendor.clone(),
+                case: case.clone(),
+                added_at: now,
+                added_by: who.clone(),
+                callback: due,
+                callback_outcome: CallbackOutcome::Waiting,
+                last_update: None,
+                closed_at: None,
+            });
+            let promise = match due {
+                Some(due) => {
+                    w.add_timer(due, TimerKind::VendorCallback { case: case.clone() });
+                    format!("; callback promised by {}", clock(due))
+                }
+                None => String::new(),
+            };
+            w.event(
+                EventKind::VendorAdded,
+                format!("vendor case {vendor} {case} tracked{promise}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("{who} is tracking {vendor} case {case}{promise}."),
+                vec![],
+            );
+            format!("Tracking {vendor} case {case}{promise}.")
+        }
+        Command::VendorUpdate { case, text } => {
+            let vc = open_case(&mut w.inc, case)?;
+            vc.last_update = Some(TrackUpdate {
+                at: now,
+                by: who.clone(),
+                text: text.clone(),
+            });
+            let met = vc.callback.is_some() && vc.callback_outcome == CallbackOutcome::Waiting;
+            if met {
+                vc.callback_outcome = CallbackOutcome::Met { at: now };
+            }
+            let vendor = vc.vendor.clone();
+            let c = case.clone();
+            w.cancel_timers(|k| *k == TimerKind::VendorCallback { case: c.clone() });
+            let c = case.clone();
+            w.answer(
+                |k| *k == NudgeKind::VendorCallback { case: c.clone() },
+                "vendor update recorded",
+            );
+            w.event(
+                EventKind::VendorUpdated,
+                format!("{vendor} case {case}: {text}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("{vendor} case {case} update from {who}: {text}"),
+                vec![],
+            );
+            format!("Recorded on {vendor} case {case}.")
+        }
+        Command::VendorClose { case, note } => {
+            let vc = open_case(&mut w.inc, case)?;
+            vc.closed_at = Some(now);
+            let vendor = vc.vendor.clone();
+            let c = case.clone();
+            w.cancel_timers(|k| *k == TimerKind::VendorCallback { case: c.clone() });
+            let c = case.clone();
+            w.answer(
+                |k| *k == NudgeKind::VendorCallback { case: c.clone() },
+                "vendor case closed",
+            );
+            let note = note.as_ref().map_or(String::new(), |n| format!(": {n}"));
+            w.event(
+                EventKind::VendorClosed,
+                format!("{vendor} case {case} closed{note}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("{who} closed {vendor} case {case}{note}."),
+                vec![],
+            );
+            format!("Closed {vendor} case {case}.")
+        }
+    };
+    Ok(w.finish(reply))
+}
+
+fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase, Refusal> {
+    let known = inc
+        .vendor_cases
+        .iter()
+        .filter(|c| c.closed_at.is_none())
+        .map(|c| c.case.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match inc
+        .vendor_cases
+        .iter_mut()
+        .find(|c| c.case == case && c.closed_at.is_none())
+    {
+        Some(c) => Ok(c),
+        None => refuse(
+            RefusalKind::Invalid,
+            format!(
+                "option 'case': no open vendor case '{case}' in {}; open cases: {}",
+                inc.id,
+                if known.is_empty() { "none".into() } else { known }
+            ),
+        ),
+    }
+}
+
+fn handover_card(w: &Work, plan: Option<Plan>, summary: &str) -> String {
+    let inc = &w.inc;
+    let mut lines = vec![format!(
+        "Handover card · {} · {} · {} · tier {}",
+        inc.id, inc.title, inc.severity, inc.tier
+    )];
+    for t in inc.active_tracks() {
+        if plan.is_some_and(|p| p != t.plan) {
+            continue;
+        }
+        let last = t
+            .last_update
+            .as_ref()
+            .map_or("no update yet".into(), |u| format!("{} ({})", u.text, clock(u.at)));
+        lines.push(format!(
+            "Plan {} · {} · lead {} · last: {last}",
+            t.plan,
+            t.title,
+            t.lead.as_ref().map_or("none".into(), |l| l.to_string())
+        ));
+    }
+    for c in inc.vendor_cases.iter().filter(|c| c.closed_at.is_none()) {
+        let cb = c
+            .callback
+            .map_or(String::new(), |t| format!(", callback by {}", clock(t)));
+        lines.push(format!("Vendor {} case {}{cb}", c.vendor, c.case));
+    }
+    for t in inc.next_timers().into_iter().take(3) {
+        lines.push(format!("Next: {} at {}", t.kind.label(), clock(t.due)));
+    }
+    lines.push(format!("Summary: {summary}"));
+    lines.join("\n")
+}
+
+fn accept_handover(
+    w: &mut Work,
+    n: &Nudge,
+    plan: Option<Plan>,
+    actor: &Actor,
+) -> Result<(), Refusal> {
+    let pending = match plan {
+        Some(p) => w.inc.tracks.get(&p).and_then(|t| t.handover.clone()),
+        None => w.inc.handover.clone(),
+    };
+    let Some(h) = pending else {
+        return refuse(
+            RefusalKind::Conflict,
+            format!("nudge {} has no pending handover", n.id),
+        );
+    };
+    if h.to != actor.user {
+        return refuse(
+            RefusalKind::NotAllowed,
+            format!(
+                "nudge {} is a handover to {}; only {} can accept it",
+                n.id, h.to, h.to
+            ),
+        );
+    }
+    let scope = match plan {
+        Some(p) => {
+            let t = w.inc.tracks.get_mut(&p).expect("handover found on it above");
+            t.lead = Some(h.to.clone());
+            t.handover = None;
+            format!("Plan {p}")
+        }
+        None => {
+            w.inc
+                .assignments
+                .insert(IncidentRole::Commander, h.to.clone());
+            w.inc.handover = None;
+            format!("{}", w.inc.id)
+        }
+    };
+    w.answer(|k| *k == n.kind, &format!("accepted by {}", h.to));
+    // Open silence nudges now target the new lead only.
+    if let Some(p) = plan
+        && let Some(track) = w.inc.tracks.get(&p).cloned()
+    {
+        let targets = w.silence_targets(&track);
+        for nn in w.inc.nudges.iter_mut() {
+            if nn.is_open() && nn.kind == (NudgeKind::TrackSilent { plan: p }) {
+                nn.targets = targets.clone();
+            }
+        }
+    }
+    w.event(
+        EventKind::HandoverAccepted { plan },
+        format!(
+            "{} took over {scope} from {}",
+            h.to,
+            h.from.as_ref().map_or("nobody".into(), |f| f.to_string())
+        ),
+    );
+    w.post(
+        MessageKind::Post,
+        format!("{} accepted the handover and now leads {scope}.", h.to),
+        vec![],
+    );
+    Ok(())
+}
+
+/// The nudge an /ack or /snooze answers: the numbered one, or the actor's latest.
+fn find_nudge<'i>(
+    ctx: &Ctx,
+    actor: &Actor,
+    inc: &'i Incident,
+    id: Option<NudgeId>,
+    path: &str,
+) -> Result<&'i Nudge, Refusal> {
+    let roles = effective_roles(actor, Some(inc));
+    let n = match id {
+        Some(id) => match inc.nudge(id) {
+            Some(n) if n.is_open() => n,
+            Some(n) => {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("nudge {} ({}) is already answered", n.id, n.kind.label()),
+                );
+            }
+            None => {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!("option 'nudge': {} has no nudge {id}", inc.id),
+                );
+            }
+        },
+        None => {
+            let open = || inc.nudges.iter().filter(|n| n.is_open()).rev();
+            // An /ack prefers a nudge it can answer; the Plan B nudge needs a decision.
+            let mine = open()
+                .filter(|n| targets_actor(&n.targets, actor, &roles))
+                .find(|n| path != "ack" || n.kind != NudgeKind::PlanBDue)
+                .or_else(|| open().find(|n| targets_actor(&n.targets, actor, &roles)));
+            let any = || {
+                open()
+                    .find(|n| path != "ack" || n.kind != NudgeKind::PlanBDue)
+                    .or_else(|| open().next())
+            };
+            match mine.or_else(|| roles.contains(&RoleKey::sdm()).then(any).flatten()) {
+                Some(n) => n,
+                None => {
+                    return refuse(
+                        RefusalKind::Conflict,
+                        format!("{} has no open nudge for {}", inc.id, actor.user),
+                    );
+                }
+            }
+        }
+    };
+    authorize(ctx, actor, Some(inc), path, None, Some(n))?;
+    Ok(n)
+}
+
+/// Fires one of the incident's timers. The timer is consumed whatever it decides.
+pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
+    let mut w = Work::new(ctx, inc.clone(), None);
+    let Some(pos) = w.inc.timers.iter().position(|t| t.seq == seq) else {
+        return w.finish(String::new());
+    };
+    let timer = w.inc.timers.remove(pos);
+    if !w.inc.is_open() {
+        return w.finish(String::new());
+    }
+    let now = ctx.now;
+    let late = now - timer.due;
+    let lateness = if late > LATE_NOTICE {
+        format!(
+            " (fired {} late: it fell due at {} while warroom was not running)",
+            human(late),
+            clock(timer.due)
+        )
+    } else {
+        String::new()
+    };
+    let id = w.inc.id;
+    match timer.kind {
+        TimerKind::TierBudget { tier } => {
+            if w.inc.tier == tier
+                && let Some(next) = tier.next()
+            {
+                let budget = w
+                    .sp()
+                    .budget(tier)
+                    .map_or(String::new(), |b| format!(" of {}", human(b)));
+                let why = format!(
+                    "auto: the {tier} budget{budget} for {} ran out{lateness}",
+                    w.inc.severity
+                );
+                w.enter_tier(next, &why, true);
+            }
+        }
+        TimerKind::PlanBDeadline => {
+            if w.inc.plan_b == PlanBDecision::Pending && !w.inc.tracks.contains_key(&Plan::B) {
+                let sdm = w.sdm_target();
+                let after = w
+                    .sp()
+                    .plan_b_after
+                    .map_or(String::new(), |a| format!(" ({} policy: {})", w.inc.severity, human(a)));
+                let plan_a = w
+                    .inc
+                    .tracks
+                    .get(&Plan::A)
+                    .and_then(|t| t.last_update.as_ref())
+                    .map_or("no Plan A update yet".into(), |u| {
+                        format!("Plan A's last update {}: {}", clock(u.at), u.text)
+                    });
+                w.raise(
+                    NudgeKind::PlanBDue,
+                    vec![sdm.clone()],
+                    format!(
+                        "Plan B deadline reached for {id}: open {} and unresolved{after}{lateness}. {plan_a}. {sdm}: start Plan B now (/plan open plan:B title:… lead:… team:…) or record why not (/plan decline reason:…).",
+                        human(now - w.inc.opened_at)
+                    ),
+                );
+            }
+        }
+        TimerKind::TrackSilence { plan } => {
+            let track = w.inc.tracks.get(&plan).cloned();
+            if let Some(track) = track.filter(|t| t.state == TrackState::Active) {
+                let already = w
+                    .inc
+                    .nudges
+                    .iter()
+                    .any(|n| n.is_open() && n.kind == NudgeKind::TrackSilent { plan });
+                if !already {
+                    let targets = w.silence_targets(&track);
+                    let since = match &track.last_update {
+                        Some(u) => format!("last update {}", clock(u.at)),
+                        None => format!("no update since it opened at {}", clock(track.opened_at)),
+                    };
+                    let who = targets
+                        .iter()
+                        .map(Target::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    w.raise(
+                        NudgeKind::TrackSilent { plan },
+                        targets,
+                        format!(
+                            "Plan {plan} ({}) has been silent for {} ({since}){lateness}. {who}: post an update with /update plan:{plan} text:…",
+                            track.title,
+                            human(now - track.last_activity)
+                        ),
+                    );
+                }
+                if let Some(c) = w.cadence(&track) {
+                    w.add_timer(now + c, TimerKind::TrackSilence { plan });
+                }
+            }
+        }
+        TimerKind::NudgeRepeat { nudge } => {
+            let sdm = w.sdm_target();
+            let interval = w
+                .inc
+                .nudge(nudge)
+                .and_then(|n| w.repeat_interval(&n.kind));
+            let hand = w
+                .inc
+                .nudge(nudge)
+                .is_some_and(|n| matches!(n.kind, NudgeKind::Handover { .. }));
+            if let Some(n) = w.inc.nudges.iter_mut().find(|n| n.id == nudge && n.is_open()) {
+                n.sends += 1;
+                n.last_sent = now;
+                n.snoozed_until = None;
+                // Whatever nobody else answered reaches the SDM, except a handover, which is
+                // the incoming person's alone to accept.
+                if !hand && !n.targets.contains(&sdm) {
+                    n.targets.push(sdm);
+                }
+                let targets = n.targets.clone();
+                let kind = n.kind.clone();
+                let text = format!(
+                    "Nudge {} · reminder {} (unanswered since {}){lateness}: {}",
+                    n.id,
+                    n.sends - 1,
+                    clock(n.raised_at),
+                    n.text
+                );
+                let sends = n.sends;
+                let buttons = w.buttons_for(&kind);
+                let text = w.drill_mark(text);
+                w.messages.push(Message {
+                    at: now,
+                    kind: MessageKind::Nudge,
+                    text,
+                    mentions: targets.clone(),
+                    buttons,
+                    nudge: Some(nudge),
+                });
+                let who = targets
+                    .iter()
+                    .map(Target::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                w.event(
+                    EventKind::Nudged {
+                        nudge,
+                        repeat: sends,
+                    },
+                    format!("nudge {nudge} ({}) repeated to {who}", kind.label()),
+                );
+                if let Some(every) = interval {
+                    w.add_timer(now + every, TimerKind::NudgeRepeat { nudge });
+                }
+            }
+        }
+        TimerKind::VendorCallback { case } => {
+            let vc = w
+                .inc
+                .vendor_cases
+                .iter_mut()
+                .find(|c| c.case == case && c.closed_at.is_none());
+            if let Some(vc) = vc
+                && vc.callback_outcome == CallbackOutcome::Waiting
+            {
+                vc.callback_outcome = CallbackOutcome::Missed;
+                let vendor = vc.vendor.clone();
+                let since = vc.added_at;
+                let lead = w.tier_target(w.inc.tier);
+                let sdm = w.sdm_target();
+                w.event(
+                    EventKind::VendorCallbackMissed,
+                    format!("{vendor} case {case}: callback due {} missed", clock(timer.due)),
+                );
+                w.raise(
+                    NudgeKind::VendorCallback { case: case.clone() },
+                    vec![lead.clone(), sdm.clone()],
+                    format!(
+                        "{vendor} promised a callback on case {case} by {}; nothing recorded since {}{lateness}. {lead} {sdm}: chase the vendor, then /vendor update case:{case} text:…",
+                        clock(timer.due),
+                        clock(since)
+                    ),
+                );
+            }
+        }
+    }
+    w.finish(String::new())
+}

@@ -1,0 +1,13 @@
+//! The pure domain: incidents, policy and the engine that turns commands and timers into
+//! decisions. It imports neither serenity nor sled and never reads the clock.
+
+pub mod command;
+pub mod engine;
+pub mod model;
+pub mod policy;
+pub mod render;
+
+pub use command::{Command, Deadline};
+pub use engine::{Actor, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind};
+pub use model::*;
+pub use policy::{Permissions, Policy, Principal, Roster, SeverityPolicy};
