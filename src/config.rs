@@ -1,0 +1,496 @@
+//! Configuration: built-in defaults, then the user's TOML file, then environment variables,
+//! validated as a whole at start. Errors name the key, where it came from, and what is expected.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+use toml::{Table, Value};
+
+use crate::domain::policy::is_role_key;
+use crate::domain::{
+    Permissions, Policy, Principal, RoleKey, Roster, Severity, SeverityPolicy, Tier, UserName,
+};
+use crate::spec::CommandSet;
+
+/// The built-in configuration, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Where the user's file is looked for when `--config` is not given.
+pub const DEFAULT_USER_FILE: &str = "config/warroom.toml";
+
+/// Tables that a user's file replaces wholesale instead of merging key by key: a real roster
+/// must not inherit the demo people.
+const REPLACED_TABLES: &[&str] = &["roster", "permissions", "discord.roles", "discord.users"];
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{origin} is not valid TOML: {reason}")]
+    Syntax { origin: String, reason: String },
+    #[error("configuration key '{key}' (from {origin}): {problem}")]
+    Key {
+        key: String,
+        origin: String,
+        problem: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscordConfig {
+    pub guild_id: Option<u64>,
+    pub incident_category_id: Option<u64>,
+    pub dm_sdm: bool,
+    /// Tests only: a fake Discord's base URL. Turns serenity's rate limiter off.
+    pub api_base: Option<String>,
+    pub roles: BTreeMap<RoleKey, u64>,
+    pub users: BTreeMap<UserName, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub policy: Policy,
+    pub console_user: UserName,
+    pub discord: DiscordConfig,
+    /// Which files and variables were read, in order.
+    pub origins: Vec<String>,
+}
+
+/// Where each key's value came from, for error messages.
+type Origins = BTreeMap<String, String>;
+
+fn merge(base: &mut Table, over: Table, prefix: &str, origin: &str, origins: &mut Origins) {
+    for (k, v) in over {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let replace = REPLACED_TABLES.contains(&path.as_str());
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) if !replace => {
+                merge(b, o, &path, origin, origins)
+            }
+            (_, v) => {
+                mark(&v, &path, origin, origins);
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn mark(v: &Value, path: &str, origin: &str, origins: &mut Origins) {
+    origins.insert(path.to_string(), origin.to_string());
+    if let Value::Table(t) = v {
+        for (k, v) in t {
+            mark(v, &format!("{path}.{k}"), origin, origins);
+        }
+    }
+}
+
+struct Reader<'a> {
+    origins: &'a Origins,
+}
+
+impl Reader<'_> {
+    fn err(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        let origin = self
+            .origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "the built-in defaults".into());
+        ConfigError::Key {
+            key: key.to_string(),
+            origin,
+            problem: problem.into(),
+        }
+    }
+
+    fn table<'t>(&self, t: &'t Table, key: &str, path: &str) -> Result<Option<&'t Table>, ConfigError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::Table(t)) => Ok(Some(t)),
+            Some(other) => Err(self.err(path, format!("expected a table, found {}", other.type_str()))),
+        }
+    }
+
+    fn only_keys(&self, t: &Table, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+        for k in t.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                return Err(self.err(&key, format!("unknown key; expected one of: {}", allowed.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn string(&self, t: &Table, key: &str, path: &str) -> Result<Option<String>, ConfigError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.err(path, format!("expected a string, found {}", other.type_str()))),
+        }
+    }
+
+    fn duration(&self, t: &Table, key: &str, path: &str) -> Result<Option<TimeDelta>, ConfigError> {
+        let expected = "expected a duration like \"30m\" or \"1h30m\", or \"off\"";
+        match t.get(key) {
+            None => Err(self.err(path, format!("missing; {expected}"))),
+            Some(Value::String(s)) if s.trim() == "off" => Ok(None),
+            Some(Value::String(s)) => crate::spec::parse_duration(s)
+                .map(Some)
+                .ok_or_else(|| self.err(path, format!("{expected}, found \"{s}\""))),
+            Some(other) => Err(self.err(path, format!("{expected}, found {}", other.type_str()))),
+        }
+    }
+
+    fn id(&self, t: &Table, key: &str, path: &str) -> Result<Option<u64>, ConfigError> {
+        let expected = "expected a Discord id (a string of digits), or \"\" for none";
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => s
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| self.err(path, format!("{expected}, found \"{s}\""))),
+            Some(Value::Integer(i)) if *i > 0 => Ok(Some(*i as u64)),
+            Some(other) => Err(self.err(path, format!("{expected}, found {other}"))),
+        }
+    }
+}
+
+fn env_value(raw: &str) -> Value {
+    // A variable holds a TOML value where it parses as one (3, true, ["l1"]), else a string.
+    match format!("v = {raw}").parse::<Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.into())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+impl Config {
+    /// The built-in configuration alone.
+    pub fn builtin() -> Result<Config, ConfigError> {
+        Config::load(None, &[])
+    }
+
+    /// Loads defaults, then `file` (if any), then `WARROOM__…` variables from `env`.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut origins = Origins::new();
+        let mut merged: Table = DEFAULT_TOML.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            origin: "the built-in defaults".into(),
+            reason: e.message().to_string(),
+        })?;
+        let mut read = vec!["built-in defaults".to_string()];
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            let origin = path.display().to_string();
+            let user: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+                origin: origin.clone(),
+                reason: e.to_string().trim().to_string(),
+            })?;
+            merge(&mut merged, user, "", &origin, &mut origins);
+            read.push(origin);
+        }
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("WARROOM__") else {
+                continue;
+            };
+            let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let origin = format!("environment variable {name}");
+            let mut leaf = env_value(raw);
+            for p in parts.iter().skip(1).rev() {
+                let mut t = Table::new();
+                t.insert(p.clone(), leaf);
+                leaf = Value::Table(t);
+            }
+            let mut t = Table::new();
+            t.insert(parts[0].clone(), leaf);
+            merge(&mut merged, t, "", &origin, &mut origins);
+            read.push(origin);
+        }
+        let mut cfg = Config::from_table(&merged, &origins)?;
+        cfg.origins = read;
+        Ok(cfg)
+    }
+
+    fn from_table(t: &Table, origins: &Origins) -> Result<Config, ConfigError> {
+        let r = Reader { origins };
+        r.only_keys(t, "", &["policy", "permissions", "roster", "console", "discord"])?;
+
+        let policy_t = r
+            .table(t, "policy", "policy")?
+            .ok_or_else(|| r.err("policy", "missing"))?;
+        r.only_keys(policy_t, "policy", &["sev1", "sev2", "sev3", "sev4"])?;
+        let mut severities = Severity::ALL.map(SeverityPolicy::default_for);
+        for sev in Severity::ALL {
+            let name = format!("sev{}", sev.level());
+            let path = format!("policy.{name}");
+            let Some(s) = r.table(policy_t, &name, &path)? else {
+                return Err(r.err(&path, "missing"));
+            };
+            r.only_keys(
+                s,
+                &path,
+                &[
+                    "l1_budget",
+                    "l2_budget",
+                    "sdm_alert_tier",
+                    "plan_b_after",
+                    "nudge_repeat",
+                    "update_cadence",
+                    "snooze_max",
+                    "snooze_total",
+                ],
+            )?;
+            let d = |k: &str| r.duration(s, k, &format!("{path}.{k}"));
+            let tier_key = format!("{path}.sdm_alert_tier");
+            let sdm_alert_tier = match s.get("sdm_alert_tier") {
+                Some(Value::Integer(0)) => None,
+                Some(Value::Integer(n)) => Some(Tier::from_level(*n).ok_or_else(|| {
+                    r.err(&tier_key, format!("expected 0 (never) or a tier 1 to 3, found {n}"))
+                })?),
+                Some(other) => {
+                    return Err(r.err(&tier_key, format!("expected 0 (never) or a tier 1 to 3, found {other}")));
+                }
+                None => return Err(r.err(&tier_key, "missing; expected 0 (never) or a tier 1 to 3")),
+            };
+            let sp = SeverityPolicy {
+                l1_budget: d("l1_budget")?,
+                l2_budget: d("l2_budget")?,
+                sdm_alert_tier,
+                plan_b_after: d("plan_b_after")?,
+                nudge_repeat: d("nudge_repeat")?,
+                update_cadence: d("update_cadence")?,
+                snooze_max: d("snooze_max")?,
+                snooze_total: d("snooze_total")?,
+            };
+            if let (Some(max), Some(total)) = (sp.snooze_max, sp.snooze_total)
+                && max > total
+            {
+                return Err(r.err(&format!("{path}.snooze_max"), "must not exceed snooze_total"));
+            }
+            severities[sev.index()] = sp;
+        }
+
+        let mut roster = Roster::default();
+        let roster_t = r.table(t, "roster", "roster")?.cloned().unwrap_or_default();
+        for (user, roles) in &roster_t {
+            let path = format!("roster.{user}");
+            if !user.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                || !user
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+                || user.len() > 32
+            {
+                return Err(r.err(&path, "a user name is lowercase letters, digits, '_', '.' or '-', starting with a letter"));
+            }
+            let Value::Array(list) = roles else {
+                return Err(r.err(&path, format!("expected a list of role keys like [\"l1\"], found {}", roles.type_str())));
+            };
+            let mut set = BTreeSet::new();
+            for role in list {
+                match role {
+                    Value::String(k) if is_role_key(k) => {
+                        set.insert(RoleKey::new(k));
+                    }
+                    other => {
+                        return Err(r.err(&path, format!("expected role keys such as \"l1\" or \"sdm\" (lowercase), found {other}")));
+                    }
+                }
+            }
+            roster.users.insert(UserName::new(user), set);
+        }
+
+        let specs = CommandSet::builtin();
+        let mut permissions = Permissions::default();
+        for c in specs.runnable() {
+            let who = c
+                .who
+                .iter()
+                .map(|w| Principal::parse(w))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| r.err(&format!("commands/{}", c.path), e))?;
+            permissions.by_command.insert(c.path.clone(), who);
+        }
+        if let Some(perm) = r.table(t, "permissions", "permissions")? {
+            for (path, who) in perm {
+                let key = format!("permissions.\"{path}\"");
+                if specs.find(path).is_none() {
+                    let known = specs.runnable().iter().map(|c| c.path.clone()).collect::<Vec<_>>().join(", ");
+                    return Err(r.err(&key, format!("no such command; expected one of: {known}")));
+                }
+                let Value::Array(list) = who else {
+                    return Err(r.err(&key, "expected a list of principals like [\"sdm\", \"l3\"]"));
+                };
+                let mut principals = Vec::new();
+                for w in list {
+                    let Value::String(w) = w else {
+                        return Err(r.err(&key, format!("expected a principal string, found {w}")));
+                    };
+                    principals.push(Principal::parse(w).map_err(|e| r.err(&key, e))?);
+                }
+                permissions.by_command.insert(path.clone(), principals);
+            }
+        }
+
+        let console = r.table(t, "console", "console")?.cloned().unwrap_or_default();
+        r.only_keys(&console, "console", &["acting_user"])?;
+        let console_user = UserName::new(
+            &r.string(&console, "acting_user", "console.acting_user")?
+                .unwrap_or_else(|| "alice".into()),
+        );
+        if !roster.contains(&console_user) && !roster.users.is_empty() {
+            return Err(r.err(
+                "console.acting_user",
+                format!("'{console_user}' is not on the roster; expected one of: {}", roster.names()),
+            ));
+        }
+
+        let dt = r.table(t, "discord", "discord")?.cloned().unwrap_or_default();
+        r.only_keys(&dt, "discord", &["guild_id", "incident_category_id", "dm_sdm", "api_base", "roles", "users"])?;
+        let mut discord = DiscordConfig {
+            guild_id: r.id(&dt, "guild_id", "discord.guild_id")?,
+            incident_category_id: r.id(&dt, "incident_category_id", "discord.incident_category_id")?,
+            dm_sdm: match dt.get("dm_sdm") {
+                None => true,
+                Some(Value::Boolean(b)) => *b,
+                Some(other) => return Err(r.err("discord.dm_sdm", format!("expected true or false, found {other}"))),
+            },
+            api_base: r
+                .string(&dt, "api_base", "discord.api_base")?
+                .filter(|s| !s.is_empty()),
+            ..Default::default()
+        };
+        if let Some(base) = &discord.api_base
+            && !(base.starts_with("http://") || base.starts_with("https://"))
+        {
+            return Err(r.err("discord.api_base", format!("expected a URL like http://127.0.0.1:8080, found \"{base}\"")));
+        }
+        if let Some(roles) = r.table(&dt, "roles", "discord.roles")? {
+            for k in roles.keys() {
+                let path = format!("discord.roles.{k}");
+                if !is_role_key(k) {
+                    return Err(r.err(&path, "a role key is lowercase, like sdm or l2"));
+                }
+                if let Some(id) = r.id(roles, k, &path)? {
+                    discord.roles.insert(RoleKey::new(k), id);
+                }
+            }
+        }
+        if let Some(users) = r.table(&dt, "users", "discord.users")? {
+            for k in users.keys() {
+                let path = format!("discord.users.{k}");
+                let user = UserName::new(k);
+                if !roster.contains(&user) {
+                    return Err(r.err(&path, format!("'{k}' is not on the roster; expected one of: {}", roster.names())));
+                }
+                if let Some(id) = r.id(users, k, &path)? {
+                    discord.users.insert(user, id);
+                }
+            }
+        }
+        let extra_roles = discord.roles.keys().cloned().collect();
+        Ok(Config {
+            policy: Policy {
+                severities,
+                permissions,
+                roster,
+                extra_roles,
+            },
+            console_user,
+            discord,
+            origins: Vec::new(),
+        })
+    }
+
+    /// The effective policy as a table, for `warroom check-config`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Configuration read from: {}", self.origins.join(", then "));
+        let _ = writeln!(out, "\nEscalation policy:");
+        let _ = writeln!(out, "{:<16}{:>8}{:>8}{:>8}{:>8}", "setting", "SEV1", "SEV2", "SEV3", "SEV4");
+        let d = |x: Option<TimeDelta>| x.map_or("off".to_string(), crate::domain::engine::human);
+        let rows: [(&str, fn(&SeverityPolicy) -> Option<TimeDelta>); 7] = [
+            ("l1_budget", |s| s.l1_budget),
+            ("l2_budget", |s| s.l2_budget),
+            ("plan_b_after", |s| s.plan_b_after),
+            ("nudge_repeat", |s| s.nudge_repeat),
+            ("update_cadence", |s| s.update_cadence),
+            ("snooze_max", |s| s.snooze_max),
+            ("snooze_total", |s| s.snooze_total),
+        ];
+        for (name, get) in rows {
+            let _ = write!(out, "{name:<16}");
+            for s in &self.policy.severities {
+                let _ = write!(out, "{:>8}", d(get(s)));
+            }
+            out.push('\n');
+        }
+        let _ = write!(out, "{:<16}", "sdm_alert_tier");
+        for s in &self.policy.severities {
+            let _ = write!(out, "{:>8}", s.sdm_alert_tier.map_or("never".into(), |t| t.to_string()));
+        }
+        let _ = writeln!(out, "\n\nRoster:");
+        for (u, roles) in &self.policy.roster.users {
+            let r = roles.iter().map(RoleKey::as_str).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(out, "  {u}: {r}");
+        }
+        let _ = writeln!(out, "\nWho may run what:");
+        for (path, who) in &self.policy.permissions.by_command {
+            let w = who.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" or ");
+            let _ = writeln!(out, "  /{path}: {w}");
+        }
+        let g = |x: Option<u64>| x.map_or("not set".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "\nDiscord: guild {}, incident category {}, SDM DMs {}, {} role(s) and {} user(s) mapped",
+            g(self.discord.guild_id),
+            g(self.discord.incident_category_id),
+            if self.discord.dm_sdm { "on" } else { "off" },
+            self.discord.roles.len(),
+            self.discord.users.len()
+        );
+        out
+    }
+}
+
+/// The variables that configure warroom, from the process environment.
+pub fn warroom_env() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with("WARROOM__")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_matches_the_spec_defaults() {
+        let c = Config::builtin().unwrap();
+        for sev in Severity::ALL {
+            assert_eq!(*c.policy.for_severity(sev), SeverityPolicy::default_for(sev), "{sev}");
+        }
+        assert_eq!(c.policy.roster.users.len(), 7);
+        assert_eq!(c.console_user.as_str(), "alice");
+    }
+
+    #[test]
+    fn env_overrides_a_duration() {
+        let env = vec![("WARROOM__POLICY__SEV1__L1_BUDGET".to_string(), "45m".to_string())];
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.policy.for_severity(Severity::Sev1).l1_budget, Some(TimeDelta::minutes(45)));
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_origin() {
+        let env = vec![("WARROOM__POLICY__SEV2__NUDGE_REPEAT".to_string(), "soon".to_string())];
+        let e = Config::load(None, &env).unwrap_err().to_string();
+        assert!(e.contains("policy.sev2.nudge_repeat"), "{e}");
+        assert!(e.contains("WARROOM__POLICY__SEV2__NUDGE_REPEAT"), "{e}");
+        assert!(e.contains("\"soon\""), "{e}");
+    }
+}
