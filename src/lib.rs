@@ -3,7 +3,12 @@
 //! The engine (`domain`) is pure; `store` persists it in sled; `app` ties them to a chat
 //! port; `console` and `discord` are the front ends. See ARCHITECTURE.md.
 
+pub mod app;
+pub mod clock;
 pub mod config;
+pub mod console;
+pub mod courier;
 pub mod domain;
+pub mod port;
 pub mod spec;
 pub mod store;

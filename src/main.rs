@@ -1,1 +1,155 @@
-fn main(){}
+//! The `warroom` binary: a thin command line over the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use warroom::config::{self, Config};
+use warroom::console::{self, ClockChoice, ConsoleOptions, Format};
+use warroom::domain::{IncidentId, render};
+use warroom::store::Store;
+
+#[derive(Parser)]
+#[command(name = "warroom", version, about = "Runs emergency war rooms: tiered escalation, scheduled Plan B, durable timers")]
+struct Cli {
+    /// The configuration file (default: config/warroom.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArg {
+    /// The data folder (created if missing).
+    #[arg(long, env = "WARROOM_DATA", default_value = "warroom-data", value_name = "DIR")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The local war room in the terminal (the default).
+    Console {
+        #[command(flatten)]
+        data: DataArg,
+        /// system, or virtual:RFC3339 for a clock that moves only with /clock advance.
+        #[arg(long, default_value = "system", value_name = "CLOCK")]
+        clock: ClockChoice,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// The acting user (default: console.acting_user, alice in the demo roster).
+        #[arg(long = "as", value_name = "USER")]
+        acting: Option<String>,
+    },
+    /// Validates the configuration and prints the effective policy.
+    CheckConfig,
+    /// Prints the post-incident report of an incident.
+    Report {
+        /// The incident, like INC-1.
+        incident: String,
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Md,
+    Json,
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Arc<Config>> {
+    let path = path.or_else(|| {
+        let p = PathBuf::from(config::DEFAULT_USER_FILE);
+        p.exists().then_some(p)
+    });
+    Ok(Arc::new(Config::load(path.as_deref(), &config::warroom_env())?))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(cli.config)?;
+    match cli.command.unwrap_or(Cmd::Console {
+        data: DataArg {
+            data: std::env::var_os("WARROOM_DATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("warroom-data")),
+        },
+        clock: ClockChoice::System,
+        format: Format::Text,
+        acting: None,
+    }) {
+        Cmd::Console {
+            data,
+            clock,
+            format,
+            acting,
+        } => {
+            let opts = ConsoleOptions {
+                data: data.data,
+                config: cfg,
+                clock,
+                format,
+                acting: acting.map(|a| warroom::domain::UserName::new(&a)),
+            };
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            console::run(opts, stdin, Box::new(std::io::stdout())).await
+        }
+        Cmd::CheckConfig => {
+            print!("{}", cfg.describe());
+            println!("\nThe configuration is valid.");
+            Ok(())
+        }
+        Cmd::Report {
+            incident,
+            data,
+            format,
+        } => {
+            let id: IncidentId = incident.parse().map_err(anyhow::Error::msg)?;
+            let store = Store::open(&data.data)?;
+            let inc = store
+                .incident(id)?
+                .with_context(|| format!("{id} does not exist in {}", data.data.display()))?;
+            let events = store.events(id)?;
+            match format {
+                ReportFormat::Md => print!("{}", render::report(&inc, &events)),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "incident": inc,
+                        "timeline": events,
+                    }))?
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warroom: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warroom: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

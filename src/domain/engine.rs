@@ -382,7 +382,8 @@ impl<'a> Work<'a> {
 
     /// Raises a nudge: posts it now and schedules its repeat.
     fn raise(&mut self, kind: NudgeKind, targets: Vec<Target>, text: String) -> NudgeId {
-        let id = NudgeId(self.next_seq());
+        // Nudges are numbered 1, 2, 3… within their incident, so people can say `/ack nudge:3`.
+        let id = NudgeId(self.inc.nudges.len() as u32 + 1);
         let now = self.now();
         let buttons = self.buttons_for(&kind);
         let shown = self.drill_mark(format!("Nudge {id} · {text}"));
@@ -464,12 +465,21 @@ impl<'a> Work<'a> {
             EventKind::Escalated { from, to, auto },
             format!("escalated {from} → {to}: {why}"),
         );
+        // Plan A belongs to whichever tier holds the incident: its silence nudges follow.
+        let plan_a_lead = self.inc.assignments.get(&IncidentRole::Lead(to)).cloned();
+        if let Some(a) = self.inc.tracks.get_mut(&Plan::A)
+            && a.state == TrackState::Active
+            && a.handover.is_none()
+        {
+            a.team = Some(to.role());
+            a.lead = plan_a_lead;
+        }
         let target = self.tier_target(to);
         self.raise(
             NudgeKind::TierPickup { tier: to },
             vec![target.clone()],
             format!(
-                "{} escalated {from} → {to} ({why}). {target}: you own it now; acknowledge with /ack.{next}",
+                "{} escalated {from} → {to} ({why}). {target}: you own it now, Plan A included; acknowledge with /ack.{next}",
                 self.inc.id
             ),
         );

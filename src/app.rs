@@ -1,0 +1,333 @@
+//! The service: parses a command, runs the engine on the stored incident, commits the decision,
+//! and answers. Fired timers take the same path. Every front end goes through here.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::engine::{self, authorize};
+use crate::domain::{Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render};
+use crate::spec::{CommandSet, Invocation, Request};
+use crate::store::{Commit, Outgoing, Store, StoreError};
+
+/// How a reply is shown: errors only to the sender (ephemeral on Discord).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReplyKind {
+    Reply,
+    Error,
+}
+
+impl ReplyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Reply => "reply",
+            ReplyKind::Error => "error",
+        }
+    }
+}
+
+/// The answer to one command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub kind: ReplyKind,
+    pub text: String,
+    /// The incident the command acted on or opened.
+    pub incident: Option<IncidentId>,
+}
+
+impl Response {
+    fn error(text: impl Into<String>) -> Response {
+        Response {
+            kind: ReplyKind::Error,
+            text: text.into(),
+            incident: None,
+        }
+    }
+}
+
+pub struct App {
+    store: Store,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    specs: &'static CommandSet,
+    /// One decision at a time: the engine reads, decides and commits under this lock, so no two
+    /// decisions interleave on the same incident. A std Mutex: the critical section is short,
+    /// synchronous sled work, never held across an await.
+    write: Mutex<()>,
+    /// Poked whenever timers may have changed, so the scheduler re-reads the next deadline.
+    pub timers_changed: Arc<Notify>,
+    /// Poked whenever the outbox has something new.
+    pub outbox_ready: Arc<Notify>,
+}
+
+impl App {
+    pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
+        App {
+            store,
+            config,
+            clock,
+            specs: CommandSet::builtin(),
+            write: Mutex::new(()),
+            timers_changed: Arc::new(Notify::new()),
+            outbox_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn specs(&self) -> &'static CommandSet {
+        self.specs
+    }
+
+    /// The actor for a roster user (console and tests).
+    pub fn actor(&self, user: &UserName) -> Actor {
+        Actor {
+            user: user.clone(),
+            roles: self.config.policy.roster.roles_of(user),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves no half-written state (sled transactions are
+        // atomic), so a poisoned lock is safe to take over.
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn storage_failure(&self, e: StoreError) -> Response {
+        tracing::error!(error = %e, "storage failure");
+        Response::error(format!(
+            "warroom could not save this, so nothing changed ({e}). Try again; if it keeps failing, check the data folder."
+        ))
+    }
+
+    /// Parses and runs one command line from `place` (the incident whose channel it came from).
+    pub fn run_line(&self, actor: &Actor, place: Option<IncidentId>, line: &str) -> Response {
+        match self.specs.parse(line) {
+            Ok(inv) => self.execute(actor, place, &inv),
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
+    /// Runs a parsed invocation.
+    pub fn execute(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
+        let request = match inv.to_request() {
+            Ok(r) => r,
+            Err(e) => return Response::error(e),
+        };
+        let usage = self
+            .specs
+            .find(&inv.path)
+            .map(|c| c.usage())
+            .unwrap_or_default();
+        let _guard = self.lock();
+        let now = self.clock.now();
+        let ctx = Ctx {
+            now,
+            policy: &self.config.policy,
+        };
+        if let Request::Help(topic) = &request {
+            return match self.specs.help(topic.as_deref()) {
+                Ok(text) => Response {
+                    kind: ReplyKind::Reply,
+                    text,
+                    incident: place,
+                },
+                Err(e) => Response::error(e),
+            };
+        }
+        if let Request::Change(crate::domain::Command::Open {
+            title,
+            severity,
+            service,
+            drill,
+        }) = &request
+        {
+            let id = match self.store.next_incident_id() {
+                Ok(id) => id,
+                Err(e) => return self.storage_failure(e),
+            };
+            let exercise = if *drill { Exercise::Drill } else { Exercise::Real };
+            return match engine::open(&ctx, actor, id, title, *severity, service, exercise) {
+                Ok(d) => self.apply(None, d, None),
+                Err(r) => Response::error(format!("{r}\nusage: {usage}")),
+            };
+        }
+        let Some(id) = place else {
+            return Response::error(format!(
+                "/{} runs in an incident's channel, and this is not one. Open an incident with /incident open, or (console) switch with /use INC-n.",
+                inv.path
+            ));
+        };
+        let inc = match self.store.incident(id) {
+            Ok(Some(i)) => i,
+            Ok(None) => return Response::error(format!("{id} does not exist")),
+            Err(e) => return self.storage_failure(e),
+        };
+        let read = |text: String| Response {
+            kind: ReplyKind::Reply,
+            text,
+            incident: Some(id),
+        };
+        match request {
+            Request::Change(cmd) => match engine::handle(&ctx, actor, &inc, &cmd) {
+                Ok(d) => self.apply(Some(&inc), d, None),
+                Err(r) => {
+                    let hint = if r.kind == engine::RefusalKind::Invalid {
+                        format!("\nusage: {usage}")
+                    } else {
+                        String::new()
+                    };
+                    Response::error(format!("{r}{hint}"))
+                }
+            },
+            Request::Status | Request::Timeline | Request::Report => {
+                if let Err(r) = authorize(&ctx, actor, Some(&inc), &inv.path, None, None) {
+                    return Response::error(r.to_string());
+                }
+                match request {
+                    Request::Status => read(self.status_card(&inc)),
+                    _ => match self.store.events(id) {
+                        Ok(events) if request == Request::Timeline => read(render::timeline(&inc, &events)),
+                        Ok(events) => read(render::report(&inc, &events)),
+                        Err(e) => self.storage_failure(e),
+                    },
+                }
+            }
+            Request::Help(_) => unreachable!("answered above"),
+        }
+    }
+
+    pub fn status_card(&self, inc: &Incident) -> String {
+        let sdm = self.config.policy.roster.holders(&RoleKey::sdm());
+        render::status(inc, &sdm)
+    }
+
+    /// Commits a decision and queues its messages. The reply goes out only after the commit.
+    fn apply(&self, before: Option<&Incident>, d: Decision, fired: Option<&crate::store::DueTimer>) -> Response {
+        let mut outbox = Vec::with_capacity(d.messages.len());
+        for m in &d.messages {
+            let id = match self.store.outbox_id() {
+                Ok(id) => id,
+                Err(e) => return self.storage_failure(e),
+            };
+            outbox.push(Outgoing {
+                id,
+                incident: d.incident.id,
+                channel: d.incident.channel.clone(),
+                at: m.at,
+                kind: m.kind,
+                text: m.text.clone(),
+                mentions: m.mentions.clone(),
+                buttons: m.buttons.clone(),
+                nudge: m.nudge,
+            });
+        }
+        let commit = Commit {
+            before,
+            after: &d.incident,
+            events: &d.events,
+            outbox: &outbox,
+            consumed: fired,
+        };
+        if let Err(e) = self.store.commit(commit) {
+            return self.storage_failure(e);
+        }
+        self.timers_changed.notify_one();
+        if !outbox.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        Response {
+            kind: ReplyKind::Reply,
+            text: d.reply,
+            incident: Some(d.incident.id),
+        }
+    }
+
+    /// The next deadline, if any timer is pending.
+    pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.store.next_timer()?.map(|t| t.due))
+    }
+
+    /// Fires the earliest timer if it is due at `now`. Returns whether one was fired.
+    pub fn fire_one(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _guard = self.lock();
+        let Some(t) = self.store.next_timer()? else {
+            return Ok(false);
+        };
+        if t.due > now {
+            return Ok(false);
+        }
+        let inc = match self.store.incident(t.incident)? {
+            Some(inc) if inc.timers.iter().any(|p| p.seq == t.seq) => inc,
+            _ => {
+                tracing::warn!(incident = %t.incident, "dropping a timer its incident no longer holds");
+                self.store.drop_timer(&t)?;
+                return Ok(true);
+            }
+        };
+        let ctx = Ctx {
+            now,
+            policy: &self.config.policy,
+        };
+        let d = engine::fire(&ctx, &inc, t.seq);
+        let r = self.apply(Some(&inc), d, Some(&t));
+        if r.kind == ReplyKind::Error {
+            return Err(StoreError::Sled(r.text));
+        }
+        Ok(true)
+    }
+
+    /// Fires every timer due at `now`, in deadline order. Returns how many fired.
+    pub fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        while self.fire_one(now)? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Moves a virtual clock to `target`, firing each timer at its own due time on the way.
+    pub fn advance_to(
+        &self,
+        clock: &crate::clock::VirtualClock,
+        target: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        while let Some(due) = self.next_due()? {
+            if due > target {
+                break;
+            }
+            clock.set(due);
+            if self.fire_one(clock_now(clock))? {
+                n += 1;
+            }
+        }
+        clock.set(target);
+        Ok(n)
+    }
+
+    /// The newest open incident, for a console that starts without one.
+    pub fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
+        Ok(self
+            .store
+            .incidents()?
+            .into_iter()
+            .filter(Incident::is_open)
+            .max_by_key(|i| i.id))
+    }
+}
+
+fn clock_now(c: &crate::clock::VirtualClock) -> DateTime<Utc> {
+    use crate::clock::Clock as _;
+    c.now()
+}

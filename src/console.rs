@@ -1,0 +1,321 @@
+//! The console front end: a local war room in the terminal, for demos, training, offline
+//! drills and tests. It reads the same slash commands, one per line, and writes every outbound
+//! message as readable text or as one JSON object a line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use regex::Regex;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::watch;
+
+use crate::app::{App, ReplyKind};
+use crate::clock::{Clock, SystemClock, VirtualClock};
+use crate::config::Config;
+use crate::courier::{Courier, run_scheduler};
+use crate::domain::{IncidentId, Target, UserName};
+use crate::port::{BoxFuture, ChatPort, DeliveryError};
+use crate::spec::parse_duration;
+use crate::store::{Outgoing, Store};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Jsonl,
+}
+
+/// Where the console's time comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClockChoice {
+    System,
+    Virtual(DateTime<Utc>),
+}
+
+impl std::str::FromStr for ClockChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "system" {
+            return Ok(ClockChoice::System);
+        }
+        let Some(at) = s.strip_prefix("virtual:") else {
+            return Err(format!("'{s}' is not a clock; use system or virtual:2026-11-23T22:00:00Z"));
+        };
+        DateTime::parse_from_rfc3339(at)
+            .map(|t| ClockChoice::Virtual(t.with_timezone(&Utc)))
+            .map_err(|e| format!("'{at}' is not an RFC 3339 time ({e}); write it like 2026-11-23T22:00:00Z"))
+    }
+}
+
+pub struct ConsoleOptions {
+    pub data: PathBuf,
+    pub config: Arc<Config>,
+    pub clock: ClockChoice,
+    pub format: Format,
+    pub acting: Option<UserName>,
+}
+
+fn time_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"<t:(-?\d+):[a-zA-Z]>").expect("static regex"))
+}
+
+/// Renders `<t:UNIX:x>` as a UTC clock time, with the date when it is another day than `at`.
+pub fn render_times(text: &str, at: DateTime<Utc>) -> String {
+    time_re()
+        .replace_all(text, |c: &regex::Captures| {
+            let secs: i64 = c[1].parse().unwrap_or(0);
+            match Utc.timestamp_opt(secs, 0).single() {
+                Some(t) if t.date_naive() == at.date_naive() => t.format("%H:%M").to_string(),
+                Some(t) => t.format("%b %d %H:%M").to_string(),
+                None => c[0].to_string(),
+            }
+        })
+        .into_owned()
+}
+
+fn mention_names(m: &[Target]) -> Vec<String> {
+    m.iter()
+        .map(|t| match t {
+            Target::Role(r) => r.to_string(),
+            Target::User(u) => u.to_string(),
+        })
+        .collect()
+}
+
+/// Writes lines to the terminal (or any writer); shared by replies and deliveries.
+pub struct ConsoleOut {
+    format: Format,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl ConsoleOut {
+    pub fn new(format: Format, out: Box<dyn Write + Send>) -> ConsoleOut {
+        ConsoleOut {
+            format,
+            out: Mutex::new(out),
+        }
+    }
+
+    pub fn line(&self, at: DateTime<Utc>, channel: &str, kind: &str, text: &str, mentions: &[Target]) {
+        let text = render_times(text, at);
+        let line = match self.format {
+            Format::Jsonl => serde_json::json!({
+                "at": at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                "channel": channel,
+                "kind": kind,
+                "text": text,
+                "mentions": mention_names(mentions),
+            })
+            .to_string(),
+            Format::Text => {
+                let pings = if mentions.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{} ",
+                        mentions.iter().map(Target::to_string).collect::<Vec<_>>().join(" ")
+                    )
+                };
+                let body = text.replace('\n', "\n      | ");
+                format!("{} #{channel} [{kind}] {pings}{body}", at.format("%H:%M"))
+            }
+        };
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout (say, a pipe to `head`) is not worth crashing the war room for.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// The console's chat port: delivering is printing.
+pub struct ConsolePort(pub Arc<ConsoleOut>);
+
+impl ChatPort for ConsolePort {
+    fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            self.0.line(msg.at, &msg.channel, msg.kind.as_str(), &msg.text, &msg.mentions);
+            Ok(())
+        })
+    }
+}
+
+struct Session {
+    app: Arc<App>,
+    out: Arc<ConsoleOut>,
+    virtual_clock: Option<Arc<VirtualClock>>,
+    acting: UserName,
+    current: Option<IncidentId>,
+    channel: String,
+}
+
+impl Session {
+    fn say(&self, kind: ReplyKind, text: &str) {
+        self.out.line(self.app.clock().now(), &self.channel, kind.as_str(), text, &[]);
+    }
+
+    fn set_current(&mut self, id: Option<IncidentId>) {
+        self.current = id;
+        self.channel = id
+            .and_then(|id| self.app.store().incident(id).ok().flatten())
+            .map_or("console".into(), |i| i.channel);
+    }
+
+    /// Handles a console-only command; None if the line is a slash command for the engine.
+    fn console_command(&mut self, line: &str) -> Option<bool> {
+        let mut words = line.split_whitespace();
+        let head = words.next()?;
+        let rest: Vec<&str> = words.collect();
+        match head {
+            "/quit" | "/exit" => Some(false),
+            "/as" => {
+                let usage = "usage: /as <user>";
+                match rest.as_slice() {
+                    [user] => {
+                        let user = UserName::new(user.trim_start_matches('@'));
+                        if self.app.config().policy.roster.contains(&user) {
+                            let roles = self.app.actor(&user).roles.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
+                            self.acting = user.clone();
+                            self.say(ReplyKind::Reply, &format!("Now acting as {user} ({roles})."));
+                        } else {
+                            self.say(
+                                ReplyKind::Error,
+                                &format!("/as: '{user}' is not on the roster; known people: {}\n{usage}", self.app.config().policy.roster.names()),
+                            );
+                        }
+                    }
+                    _ => self.say(ReplyKind::Error, &format!("/as needs one user name\n{usage}")),
+                }
+                Some(true)
+            }
+            "/use" => {
+                let usage = "usage: /use INC-<n>";
+                match rest.as_slice() {
+                    [id] => match id.parse::<IncidentId>() {
+                        Ok(id) => match self.app.store().incident(id) {
+                            Ok(Some(_)) => {
+                                self.set_current(Some(id));
+                                self.say(ReplyKind::Reply, &format!("Now in #{} ({id}).", self.channel));
+                            }
+                            _ => self.say(ReplyKind::Error, &format!("/use: {id} does not exist\n{usage}")),
+                        },
+                        Err(e) => self.say(ReplyKind::Error, &format!("/use: {e}\n{usage}")),
+                    },
+                    _ => self.say(ReplyKind::Error, &format!("/use needs an incident id\n{usage}")),
+                }
+                Some(true)
+            }
+            "/clock" => {
+                let usage = "usage: /clock advance <duration>, for example /clock advance 30m";
+                match (rest.as_slice(), &self.virtual_clock) {
+                    ([], _) => {
+                        let now = self.app.clock().now();
+                        self.say(ReplyKind::Reply, &format!("It is {}.", now.to_rfc3339_opts(SecondsFormat::Secs, true)));
+                    }
+                    (["advance", d], Some(vc)) => match parse_duration(d) {
+                        Some(d) => {
+                            let target = vc.now() + d;
+                            if let Err(e) = self.app.advance_to(vc, target) {
+                                self.say(ReplyKind::Error, &format!("/clock advance: timers could not fire ({e}); the clock stopped early"));
+                            }
+                        }
+                        None => self.say(ReplyKind::Error, &format!("/clock advance: '{d}' is not a duration; write it like 45m or 1h30m\n{usage}")),
+                    },
+                    (["advance", ..], None) => self.say(
+                        ReplyKind::Error,
+                        "/clock advance: this console runs on the real clock; start it with --clock virtual:2026-11-23T22:00:00Z to move time",
+                    ),
+                    _ => self.say(ReplyKind::Error, &format!("/clock: unknown form\n{usage}")),
+                }
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the console until the input ends or `/quit`.
+pub async fn run(
+    opts: ConsoleOptions,
+    input: impl AsyncBufRead + Unpin,
+    output: Box<dyn Write + Send>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&opts.data)?;
+    let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
+        ClockChoice::System => (Arc::new(SystemClock), None),
+        ClockChoice::Virtual(start) => {
+            let vc = Arc::new(VirtualClock::new(start));
+            (vc.clone(), Some(vc))
+        }
+    };
+    let app = Arc::new(App::new(store, opts.config.clone(), clock));
+    let out = Arc::new(ConsoleOut::new(opts.format, output));
+    let port: Arc<dyn ChatPort> = Arc::new(ConsolePort(out.clone()));
+    let acting = opts.acting.unwrap_or_else(|| opts.config.console_user.clone());
+    if !opts.config.policy.roster.contains(&acting) {
+        anyhow::bail!(
+            "--as {acting}: not on the roster; known people: {}",
+            opts.config.policy.roster.names()
+        );
+    }
+    let mut session = Session {
+        app: app.clone(),
+        out: out.clone(),
+        virtual_clock: virtual_clock.clone(),
+        acting,
+        current: None,
+        channel: "console".into(),
+    };
+    session.set_current(app.latest_open()?.map(|i| i.id));
+    if opts.format == Format::Text {
+        eprintln!(
+            "warroom console · acting as {} · data {} · {} · type /help, /as <user>, /quit",
+            session.acting,
+            opts.data.display(),
+            match &virtual_clock {
+                Some(vc) => format!("virtual clock at {} (/clock advance 30m)", vc.now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+                None => "real clock".into(),
+            }
+        );
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut courier = Courier::new(app.clone(), port.clone());
+    let mut background = Vec::new();
+    if virtual_clock.is_some() {
+        // Whatever fell due while no console ran fires now, once, saying how late it is.
+        app.fire_due(app.clock().now())?;
+        courier.drain().await;
+    } else {
+        background.push(tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())));
+        background.push(tokio::spawn(Courier::new(app.clone(), port.clone()).run(stop_rx.clone())));
+    }
+    let mut lines = input.lines();
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match session.console_command(line) {
+            Some(false) => break,
+            Some(true) => {}
+            None => {
+                let actor = app.actor(&session.acting);
+                let r = app.run_line(&actor, session.current, line);
+                session.say(r.kind, &r.text);
+                if r.kind == ReplyKind::Reply && r.incident.is_some() && r.incident != session.current {
+                    session.set_current(r.incident);
+                }
+            }
+        }
+        if virtual_clock.is_some() {
+            courier.drain().await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    courier.drain().await;
+    Ok(())
+}
