@@ -9,7 +9,9 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::engine::{self, authorize};
-use crate::domain::{Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render};
+use crate::domain::{
+    Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render,
+};
 use crate::spec::{CommandSet, Invocation, Request};
 use crate::store::{Commit, Outgoing, Store, StoreError};
 
@@ -156,7 +158,11 @@ impl App {
                 Ok(id) => id,
                 Err(e) => return self.storage_failure(e),
             };
-            let exercise = if *drill { Exercise::Drill } else { Exercise::Real };
+            let exercise = if *drill {
+                Exercise::Drill
+            } else {
+                Exercise::Real
+            };
             return match engine::open(&ctx, actor, id, title, *severity, service, exercise) {
                 Ok(d) => self.apply(None, d, None),
                 Err(r) => Response::error(format!("{r}\nusage: {usage}")),
@@ -197,7 +203,9 @@ impl App {
                 match request {
                     Request::Status => read(self.status_card(&inc)),
                     _ => match self.store.events(id) {
-                        Ok(events) if request == Request::Timeline => read(render::timeline(&inc, &events)),
+                        Ok(events) if request == Request::Timeline => {
+                            read(render::timeline(&inc, &events))
+                        }
                         Ok(events) => read(render::report(&inc, &events)),
                         Err(e) => self.storage_failure(e),
                     },
@@ -213,7 +221,12 @@ impl App {
     }
 
     /// Commits a decision and queues its messages. The reply goes out only after the commit.
-    fn apply(&self, before: Option<&Incident>, d: Decision, fired: Option<&crate::store::DueTimer>) -> Response {
+    fn apply(
+        &self,
+        before: Option<&Incident>,
+        d: Decision,
+        fired: Option<&crate::store::DueTimer>,
+    ) -> Response {
         let mut outbox = Vec::with_capacity(d.messages.len());
         for m in &d.messages {
             let id = match self.store.outbox_id() {

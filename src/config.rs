@@ -108,19 +108,34 @@ impl Reader<'_> {
         }
     }
 
-    fn table<'t>(&self, t: &'t Table, key: &str, path: &str) -> Result<Option<&'t Table>, ConfigError> {
+    fn table<'t>(
+        &self,
+        t: &'t Table,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<&'t Table>, ConfigError> {
         match t.get(key) {
             None => Ok(None),
             Some(Value::Table(t)) => Ok(Some(t)),
-            Some(other) => Err(self.err(path, format!("expected a table, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                path,
+                format!("expected a table, found {}", other.type_str()),
+            )),
         }
     }
 
     fn only_keys(&self, t: &Table, path: &str, allowed: &[&str]) -> Result<(), ConfigError> {
         for k in t.keys() {
             if !allowed.contains(&k.as_str()) {
-                let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                return Err(self.err(&key, format!("unknown key; expected one of: {}", allowed.join(", "))));
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                return Err(self.err(
+                    &key,
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                ));
             }
         }
         Ok(())
@@ -130,7 +145,10 @@ impl Reader<'_> {
         match t.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.err(path, format!("expected a string, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                path,
+                format!("expected a string, found {}", other.type_str()),
+            )),
         }
     }
 
@@ -178,10 +196,13 @@ impl Config {
     /// Loads defaults, then `file` (if any), then `WARROOM__…` variables from `env`.
     pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
         let mut origins = Origins::new();
-        let mut merged: Table = DEFAULT_TOML.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: "the built-in defaults".into(),
-            reason: e.message().to_string(),
-        })?;
+        let mut merged: Table =
+            DEFAULT_TOML
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: "the built-in defaults".into(),
+                    reason: e.message().to_string(),
+                })?;
         let mut read = vec!["built-in defaults".to_string()];
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
@@ -189,10 +210,12 @@ impl Config {
                 reason: e.to_string(),
             })?;
             let origin = path.display().to_string();
-            let user: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-                origin: origin.clone(),
-                reason: e.to_string().trim().to_string(),
-            })?;
+            let user: Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.clone(),
+                    reason: e.to_string().trim().to_string(),
+                })?;
             merge(&mut merged, user, "", &origin, &mut origins);
             read.push(origin);
         }
@@ -220,7 +243,11 @@ impl Config {
 
     fn from_table(t: &Table, origins: &Origins) -> Result<Config, ConfigError> {
         let r = Reader { origins };
-        r.only_keys(t, "", &["policy", "permissions", "roster", "console", "discord"])?;
+        r.only_keys(
+            t,
+            "",
+            &["policy", "permissions", "roster", "console", "discord"],
+        )?;
 
         let policy_t = r
             .table(t, "policy", "policy")?
@@ -252,12 +279,20 @@ impl Config {
             let sdm_alert_tier = match s.get("sdm_alert_tier") {
                 Some(Value::Integer(0)) => None,
                 Some(Value::Integer(n)) => Some(Tier::from_level(*n).ok_or_else(|| {
-                    r.err(&tier_key, format!("expected 0 (never) or a tier 1 to 3, found {n}"))
+                    r.err(
+                        &tier_key,
+                        format!("expected 0 (never) or a tier 1 to 3, found {n}"),
+                    )
                 })?),
                 Some(other) => {
-                    return Err(r.err(&tier_key, format!("expected 0 (never) or a tier 1 to 3, found {other}")));
+                    return Err(r.err(
+                        &tier_key,
+                        format!("expected 0 (never) or a tier 1 to 3, found {other}"),
+                    ));
                 }
-                None => return Err(r.err(&tier_key, "missing; expected 0 (never) or a tier 1 to 3")),
+                None => {
+                    return Err(r.err(&tier_key, "missing; expected 0 (never) or a tier 1 to 3"));
+                }
             };
             let sp = SeverityPolicy {
                 l1_budget: d("l1_budget")?,
@@ -272,7 +307,10 @@ impl Config {
             if let (Some(max), Some(total)) = (sp.snooze_max, sp.snooze_total)
                 && max > total
             {
-                return Err(r.err(&format!("{path}.snooze_max"), "must not exceed snooze_total"));
+                return Err(r.err(
+                    &format!("{path}.snooze_max"),
+                    "must not exceed snooze_total",
+                ));
             }
             severities[sev.index()] = sp;
         }
@@ -290,7 +328,13 @@ impl Config {
                 return Err(r.err(&path, "a user name is lowercase letters, digits, '_', '.' or '-', starting with a letter"));
             }
             let Value::Array(list) = roles else {
-                return Err(r.err(&path, format!("expected a list of role keys like [\"l1\"], found {}", roles.type_str())));
+                return Err(r.err(
+                    &path,
+                    format!(
+                        "expected a list of role keys like [\"l1\"], found {}",
+                        roles.type_str()
+                    ),
+                ));
             };
             let mut set = BTreeSet::new();
             for role in list {
@@ -321,7 +365,12 @@ impl Config {
             for (path, who) in perm {
                 let key = format!("permissions.\"{path}\"");
                 if specs.find(path).is_none() {
-                    let known = specs.runnable().iter().map(|c| c.path.clone()).collect::<Vec<_>>().join(", ");
+                    let known = specs
+                        .runnable()
+                        .iter()
+                        .map(|c| c.path.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     return Err(r.err(&key, format!("no such command; expected one of: {known}")));
                 }
                 let Value::Array(list) = who else {
@@ -338,7 +387,10 @@ impl Config {
             }
         }
 
-        let console = r.table(t, "console", "console")?.cloned().unwrap_or_default();
+        let console = r
+            .table(t, "console", "console")?
+            .cloned()
+            .unwrap_or_default();
         r.only_keys(&console, "console", &["acting_user"])?;
         let console_user = UserName::new(
             &r.string(&console, "acting_user", "console.acting_user")?
@@ -347,19 +399,45 @@ impl Config {
         if !roster.contains(&console_user) && !roster.users.is_empty() {
             return Err(r.err(
                 "console.acting_user",
-                format!("'{console_user}' is not on the roster; expected one of: {}", roster.names()),
+                format!(
+                    "'{console_user}' is not on the roster; expected one of: {}",
+                    roster.names()
+                ),
             ));
         }
 
-        let dt = r.table(t, "discord", "discord")?.cloned().unwrap_or_default();
-        r.only_keys(&dt, "discord", &["guild_id", "incident_category_id", "dm_sdm", "api_base", "roles", "users"])?;
+        let dt = r
+            .table(t, "discord", "discord")?
+            .cloned()
+            .unwrap_or_default();
+        r.only_keys(
+            &dt,
+            "discord",
+            &[
+                "guild_id",
+                "incident_category_id",
+                "dm_sdm",
+                "api_base",
+                "roles",
+                "users",
+            ],
+        )?;
         let mut discord = DiscordConfig {
             guild_id: r.id(&dt, "guild_id", "discord.guild_id")?,
-            incident_category_id: r.id(&dt, "incident_category_id", "discord.incident_category_id")?,
+            incident_category_id: r.id(
+                &dt,
+                "incident_category_id",
+                "discord.incident_category_id",
+            )?,
             dm_sdm: match dt.get("dm_sdm") {
                 None => true,
                 Some(Value::Boolean(b)) => *b,
-                Some(other) => return Err(r.err("discord.dm_sdm", format!("expected true or false, found {other}"))),
+                Some(other) => {
+                    return Err(r.err(
+                        "discord.dm_sdm",
+                        format!("expected true or false, found {other}"),
+                    ));
+                }
             },
             api_base: r
                 .string(&dt, "api_base", "discord.api_base")?
@@ -369,7 +447,10 @@ impl Config {
         if let Some(base) = &discord.api_base
             && !(base.starts_with("http://") || base.starts_with("https://"))
         {
-            return Err(r.err("discord.api_base", format!("expected a URL like http://127.0.0.1:8080, found \"{base}\"")));
+            return Err(r.err(
+                "discord.api_base",
+                format!("expected a URL like http://127.0.0.1:8080, found \"{base}\""),
+            ));
         }
         if let Some(roles) = r.table(&dt, "roles", "discord.roles")? {
             for k in roles.keys() {
@@ -387,7 +468,13 @@ impl Config {
                 let path = format!("discord.users.{k}");
                 let user = UserName::new(k);
                 if !roster.contains(&user) {
-                    return Err(r.err(&path, format!("'{k}' is not on the roster; expected one of: {}", roster.names())));
+                    return Err(r.err(
+                        &path,
+                        format!(
+                            "'{k}' is not on the roster; expected one of: {}",
+                            roster.names()
+                        ),
+                    ));
                 }
                 if let Some(id) = r.id(users, k, &path)? {
                     discord.users.insert(user, id);
@@ -411,11 +498,20 @@ impl Config {
     /// The effective policy as a table, for `warroom check-config`.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "Configuration read from: {}", self.origins.join(", then "));
+        let _ = writeln!(
+            out,
+            "Configuration read from: {}",
+            self.origins.join(", then ")
+        );
         let _ = writeln!(out, "\nEscalation policy:");
-        let _ = writeln!(out, "{:<16}{:>8}{:>8}{:>8}{:>8}", "setting", "SEV1", "SEV2", "SEV3", "SEV4");
+        let _ = writeln!(
+            out,
+            "{:<16}{:>8}{:>8}{:>8}{:>8}",
+            "setting", "SEV1", "SEV2", "SEV3", "SEV4"
+        );
         let d = |x: Option<TimeDelta>| x.map_or("off".to_string(), crate::domain::engine::human);
-        let rows: [(&str, fn(&SeverityPolicy) -> Option<TimeDelta>); 7] = [
+        type Getter = fn(&SeverityPolicy) -> Option<TimeDelta>;
+        let rows: [(&str, Getter); 7] = [
             ("l1_budget", |s| s.l1_budget),
             ("l2_budget", |s| s.l2_budget),
             ("plan_b_after", |s| s.plan_b_after),
@@ -433,16 +529,28 @@ impl Config {
         }
         let _ = write!(out, "{:<16}", "sdm_alert_tier");
         for s in &self.policy.severities {
-            let _ = write!(out, "{:>8}", s.sdm_alert_tier.map_or("never".into(), |t| t.to_string()));
+            let _ = write!(
+                out,
+                "{:>8}",
+                s.sdm_alert_tier.map_or("never".into(), |t| t.to_string())
+            );
         }
         let _ = writeln!(out, "\n\nRoster:");
         for (u, roles) in &self.policy.roster.users {
-            let r = roles.iter().map(RoleKey::as_str).collect::<Vec<_>>().join(", ");
+            let r = roles
+                .iter()
+                .map(RoleKey::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             let _ = writeln!(out, "  {u}: {r}");
         }
         let _ = writeln!(out, "\nWho may run what:");
         for (path, who) in &self.policy.permissions.by_command {
-            let w = who.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" or ");
+            let w = who
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ");
             let _ = writeln!(out, "  /{path}: {w}");
         }
         let g = |x: Option<u64>| x.map_or("not set".to_string(), |v| v.to_string());
@@ -461,7 +569,9 @@ impl Config {
 
 /// The variables that configure warroom, from the process environment.
 pub fn warroom_env() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| k.starts_with("WARROOM__")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("WARROOM__"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -472,7 +582,11 @@ mod tests {
     fn builtin_matches_the_spec_defaults() {
         let c = Config::builtin().unwrap();
         for sev in Severity::ALL {
-            assert_eq!(*c.policy.for_severity(sev), SeverityPolicy::default_for(sev), "{sev}");
+            assert_eq!(
+                *c.policy.for_severity(sev),
+                SeverityPolicy::default_for(sev),
+                "{sev}"
+            );
         }
         assert_eq!(c.policy.roster.users.len(), 7);
         assert_eq!(c.console_user.as_str(), "alice");
@@ -480,14 +594,23 @@ mod tests {
 
     #[test]
     fn env_overrides_a_duration() {
-        let env = vec![("WARROOM__POLICY__SEV1__L1_BUDGET".to_string(), "45m".to_string())];
+        let env = vec![(
+            "WARROOM__POLICY__SEV1__L1_BUDGET".to_string(),
+            "45m".to_string(),
+        )];
         let c = Config::load(None, &env).unwrap();
-        assert_eq!(c.policy.for_severity(Severity::Sev1).l1_budget, Some(TimeDelta::minutes(45)));
+        assert_eq!(
+            c.policy.for_severity(Severity::Sev1).l1_budget,
+            Some(TimeDelta::minutes(45))
+        );
     }
 
     #[test]
     fn bad_duration_names_key_and_origin() {
-        let env = vec![("WARROOM__POLICY__SEV2__NUDGE_REPEAT".to_string(), "soon".to_string())];
+        let env = vec![(
+            "WARROOM__POLICY__SEV2__NUDGE_REPEAT".to_string(),
+            "soon".to_string(),
+        )];
         let e = Config::load(None, &env).unwrap_err().to_string();
         assert!(e.contains("policy.sev2.nudge_repeat"), "{e}");
         assert!(e.contains("WARROOM__POLICY__SEV2__NUDGE_REPEAT"), "{e}");

@@ -40,11 +40,15 @@ impl std::str::FromStr for ClockChoice {
             return Ok(ClockChoice::System);
         }
         let Some(at) = s.strip_prefix("virtual:") else {
-            return Err(format!("'{s}' is not a clock; use system or virtual:2026-11-23T22:00:00Z"));
+            return Err(format!(
+                "'{s}' is not a clock; use system or virtual:2026-11-23T22:00:00Z"
+            ));
         };
         DateTime::parse_from_rfc3339(at)
             .map(|t| ClockChoice::Virtual(t.with_timezone(&Utc)))
-            .map_err(|e| format!("'{at}' is not an RFC 3339 time ({e}); write it like 2026-11-23T22:00:00Z"))
+            .map_err(|e| {
+                format!("'{at}' is not an RFC 3339 time ({e}); write it like 2026-11-23T22:00:00Z")
+            })
     }
 }
 
@@ -98,7 +102,14 @@ impl ConsoleOut {
         }
     }
 
-    pub fn line(&self, at: DateTime<Utc>, channel: &str, kind: &str, text: &str, mentions: &[Target]) {
+    pub fn line(
+        &self,
+        at: DateTime<Utc>,
+        channel: &str,
+        kind: &str,
+        text: &str,
+        mentions: &[Target],
+    ) {
         let text = render_times(text, at);
         let line = match self.format {
             Format::Jsonl => serde_json::json!({
@@ -115,7 +126,11 @@ impl ConsoleOut {
                 } else {
                     format!(
                         "{} ",
-                        mentions.iter().map(Target::to_string).collect::<Vec<_>>().join(" ")
+                        mentions
+                            .iter()
+                            .map(Target::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     )
                 };
                 let body = text.replace('\n', "\n      | ");
@@ -135,7 +150,13 @@ pub struct ConsolePort(pub Arc<ConsoleOut>);
 impl ChatPort for ConsolePort {
     fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            self.0.line(msg.at, &msg.channel, msg.kind.as_str(), &msg.text, &msg.mentions);
+            self.0.line(
+                msg.at,
+                &msg.channel,
+                msg.kind.as_str(),
+                &msg.text,
+                &msg.mentions,
+            );
             Ok(())
         })
     }
@@ -152,7 +173,13 @@ struct Session {
 
 impl Session {
     fn say(&self, kind: ReplyKind, text: &str) {
-        self.out.line(self.app.clock().now(), &self.channel, kind.as_str(), text, &[]);
+        self.out.line(
+            self.app.clock().now(),
+            &self.channel,
+            kind.as_str(),
+            text,
+            &[],
+        );
     }
 
     fn set_current(&mut self, id: Option<IncidentId>) {
@@ -175,17 +202,33 @@ impl Session {
                     [user] => {
                         let user = UserName::new(user.trim_start_matches('@'));
                         if self.app.config().policy.roster.contains(&user) {
-                            let roles = self.app.actor(&user).roles.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
+                            let roles = self
+                                .app
+                                .actor(&user)
+                                .roles
+                                .iter()
+                                .map(|r| r.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ");
                             self.acting = user.clone();
-                            self.say(ReplyKind::Reply, &format!("Now acting as {user} ({roles})."));
+                            self.say(
+                                ReplyKind::Reply,
+                                &format!("Now acting as {user} ({roles})."),
+                            );
                         } else {
                             self.say(
                                 ReplyKind::Error,
-                                &format!("/as: '{user}' is not on the roster; known people: {}\n{usage}", self.app.config().policy.roster.names()),
+                                &format!(
+                                    "/as: '{user}' is not on the roster; known people: {}\n{usage}",
+                                    self.app.config().policy.roster.names()
+                                ),
                             );
                         }
                     }
-                    _ => self.say(ReplyKind::Error, &format!("/as needs one user name\n{usage}")),
+                    _ => self.say(
+                        ReplyKind::Error,
+                        &format!("/as needs one user name\n{usage}"),
+                    ),
                 }
                 Some(true)
             }
@@ -196,13 +239,22 @@ impl Session {
                         Ok(id) => match self.app.store().incident(id) {
                             Ok(Some(_)) => {
                                 self.set_current(Some(id));
-                                self.say(ReplyKind::Reply, &format!("Now in #{} ({id}).", self.channel));
+                                self.say(
+                                    ReplyKind::Reply,
+                                    &format!("Now in #{} ({id}).", self.channel),
+                                );
                             }
-                            _ => self.say(ReplyKind::Error, &format!("/use: {id} does not exist\n{usage}")),
+                            _ => self.say(
+                                ReplyKind::Error,
+                                &format!("/use: {id} does not exist\n{usage}"),
+                            ),
                         },
                         Err(e) => self.say(ReplyKind::Error, &format!("/use: {e}\n{usage}")),
                     },
-                    _ => self.say(ReplyKind::Error, &format!("/use needs an incident id\n{usage}")),
+                    _ => self.say(
+                        ReplyKind::Error,
+                        &format!("/use needs an incident id\n{usage}"),
+                    ),
                 }
                 Some(true)
             }
@@ -252,7 +304,9 @@ pub async fn run(
     let app = Arc::new(App::new(store, opts.config.clone(), clock));
     let out = Arc::new(ConsoleOut::new(opts.format, output));
     let port: Arc<dyn ChatPort> = Arc::new(ConsolePort(out.clone()));
-    let acting = opts.acting.unwrap_or_else(|| opts.config.console_user.clone());
+    let acting = opts
+        .acting
+        .unwrap_or_else(|| opts.config.console_user.clone());
     if !opts.config.policy.roster.contains(&acting) {
         anyhow::bail!(
             "--as {acting}: not on the roster; known people: {}",
@@ -274,7 +328,10 @@ pub async fn run(
             session.acting,
             opts.data.display(),
             match &virtual_clock {
-                Some(vc) => format!("virtual clock at {} (/clock advance 30m)", vc.now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+                Some(vc) => format!(
+                    "virtual clock at {} (/clock advance 30m)",
+                    vc.now().to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
                 None => "real clock".into(),
             }
         );
@@ -288,7 +345,9 @@ pub async fn run(
         courier.drain().await;
     } else {
         background.push(tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())));
-        background.push(tokio::spawn(Courier::new(app.clone(), port.clone()).run(stop_rx.clone())));
+        background.push(tokio::spawn(
+            Courier::new(app.clone(), port.clone()).run(stop_rx.clone()),
+        ));
     }
     let mut lines = input.lines();
     while let Some(line) = lines.next_line().await? {
@@ -303,7 +362,10 @@ pub async fn run(
                 let actor = app.actor(&session.acting);
                 let r = app.run_line(&actor, session.current, line);
                 session.say(r.kind, &r.text);
-                if r.kind == ReplyKind::Reply && r.incident.is_some() && r.incident != session.current {
+                if r.kind == ReplyKind::Reply
+                    && r.incident.is_some()
+                    && r.incident != session.current
+                {
                     session.set_current(r.incident);
                 }
             }

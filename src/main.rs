@@ -12,7 +12,11 @@ use warroom::domain::{IncidentId, render};
 use warroom::store::Store;
 
 #[derive(Parser)]
-#[command(name = "warroom", version, about = "Runs emergency war rooms: tiered escalation, scheduled Plan B, durable timers")]
+#[command(
+    name = "warroom",
+    version,
+    about = "Runs emergency war rooms: tiered escalation, scheduled Plan B, durable timers"
+)]
 struct Cli {
     /// The configuration file (default: config/warroom.toml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -24,7 +28,12 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct DataArg {
     /// The data folder (created if missing).
-    #[arg(long, env = "WARROOM_DATA", default_value = "warroom-data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "WARROOM_DATA",
+        default_value = "warroom-data",
+        value_name = "DIR"
+    )]
     data: PathBuf,
 }
 
@@ -67,7 +76,10 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Arc<Config>> {
         let p = PathBuf::from(config::DEFAULT_USER_FILE);
         p.exists().then_some(p)
     });
-    Ok(Arc::new(Config::load(path.as_deref(), &config::warroom_env())?))
+    Ok(Arc::new(Config::load(
+        path.as_deref(),
+        &config::warroom_env(),
+    )?))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

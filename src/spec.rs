@@ -200,7 +200,10 @@ fn convert_options(file: &str, raw: Vec<RawOption>) -> Result<Vec<OptionSpec>, S
             let kind = OptionType::parse(&o.kind)
                 .ok_or_else(|| err(format!("option '{}' has unknown type '{}'", o.name, o.kind)))?;
             if kind == OptionType::Choice && o.choices.is_empty() {
-                return Err(err(format!("option '{}' is a choice with no choices", o.name)));
+                return Err(err(format!(
+                    "option '{}' is a choice with no choices",
+                    o.name
+                )));
             }
             Ok(OptionSpec {
                 name: o.name,
@@ -225,7 +228,10 @@ impl CommandSet {
             };
             let raw: RawCommand = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
             if raw.name != *file {
-                return Err(err(format!("name '{}' differs from the file name", raw.name)));
+                return Err(err(format!(
+                    "name '{}' differs from the file name",
+                    raw.name
+                )));
             }
             let (leaf, subs) = match (raw.sub.is_empty(), raw.who) {
                 (true, Some(who)) => (
@@ -237,7 +243,9 @@ impl CommandSet {
                     }),
                     Vec::new(),
                 ),
-                (true, None) => return Err(err("a command without subcommands needs 'who'".into())),
+                (true, None) => {
+                    return Err(err("a command without subcommands needs 'who'".into()));
+                }
                 (false, None) if raw.options.is_empty() => {
                     let mut subs = Vec::new();
                     for s in raw.sub {
@@ -255,7 +263,8 @@ impl CommandSet {
                 }
                 (false, _) => {
                     return Err(err(
-                        "a command with subcommands puts 'who' and options on each subcommand".into(),
+                        "a command with subcommands puts 'who' and options on each subcommand"
+                            .into(),
                     ));
                 }
             };
@@ -295,8 +304,7 @@ impl CommandSet {
     pub fn discord_problems(&self) -> Vec<String> {
         let name_ok = |n: &str| {
             (1..=32).contains(&n.chars().count())
-                && n
-                    .chars()
+                && n.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         };
         let desc_ok = |d: &str| (1..=100).contains(&d.chars().count());
@@ -306,7 +314,10 @@ impl CommandSet {
         }
         for t in &self.tops {
             if !name_ok(&t.name) {
-                p.push(format!("/{}: name must be 1-32 lowercase characters", t.name));
+                p.push(format!(
+                    "/{}: name must be 1-32 lowercase characters",
+                    t.name
+                ));
             }
             if !desc_ok(&t.description) {
                 p.push(format!("/{}: description must be 1-100 characters", t.name));
@@ -316,7 +327,10 @@ impl CommandSet {
             }
             for (sub, _) in &t.subs {
                 if !name_ok(sub) {
-                    p.push(format!("/{} {sub}: name must be 1-32 lowercase characters", t.name));
+                    p.push(format!(
+                        "/{} {sub}: name must be 1-32 lowercase characters",
+                        t.name
+                    ));
                 }
             }
             for c in t.runnable() {
@@ -329,16 +343,25 @@ impl CommandSet {
                 let mut seen_optional = false;
                 for o in &c.options {
                     if !name_ok(&o.name) {
-                        p.push(format!("/{} {}: option name must be 1-32 lowercase characters", c.path, o.name));
+                        p.push(format!(
+                            "/{} {}: option name must be 1-32 lowercase characters",
+                            c.path, o.name
+                        ));
                     }
                     if !desc_ok(&o.description) {
-                        p.push(format!("/{} {}: option description must be 1-100 characters", c.path, o.name));
+                        p.push(format!(
+                            "/{} {}: option description must be 1-100 characters",
+                            c.path, o.name
+                        ));
                     }
                     if o.choices.len() > 25 {
                         p.push(format!("/{} {}: more than 25 choices", c.path, o.name));
                     }
                     if o.required && seen_optional {
-                        p.push(format!("/{} {}: required options must come before optional ones", c.path, o.name));
+                        p.push(format!(
+                            "/{} {}: required options must come before optional ones",
+                            c.path, o.name
+                        ));
                     }
                     seen_optional |= !o.required;
                 }
@@ -507,7 +530,9 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             } else if let Ok(t) = DateTime::parse_from_rfc3339(raw_t) {
                 Ok(Value::Deadline(Deadline::Exactly(t.with_timezone(&Utc))))
             } else {
-                Err(bad("a callback time; write a duration (30m) or a UTC time (23:40)"))
+                Err(bad(
+                    "a callback time; write a duration (30m) or a UTC time (23:40)",
+                ))
             }
         }
     }
@@ -573,7 +598,9 @@ impl CommandSet {
                     }
                     None => {
                         return Err(ParseError {
-                            message: format!("/{name} has no subcommand '{sub}'; use one of: {subs}"),
+                            message: format!(
+                                "/{name} has no subcommand '{sub}'; use one of: {subs}"
+                            ),
                             usage,
                         });
                     }
@@ -601,7 +628,9 @@ impl CommandSet {
             let raw = match (caps.get(2), caps.get(3)) {
                 (Some(q), _) => unescape(q.as_str()),
                 (None, Some(v)) if v.as_str().starts_with('"') => {
-                    return Err(fail(format!("option '{key}': the opening quote is never closed")));
+                    return Err(fail(format!(
+                        "option '{key}': the opening quote is never closed"
+                    )));
                 }
                 (None, Some(v)) => v.as_str().to_string(),
                 (None, None) => String::new(),
@@ -662,8 +691,12 @@ impl CommandSet {
                     if name.contains(' ') && c.path != name {
                         continue;
                     }
-                    out.push(format!("{}", c.usage()));
-                    out.push(format!("    {} (who may: {})", c.description, c.who.join(", ")));
+                    out.push(c.usage());
+                    out.push(format!(
+                        "    {} (who may: {})",
+                        c.description,
+                        c.who.join(", ")
+                    ));
                     for o in &c.options {
                         let req = if o.required { "required" } else { "optional" };
                         out.push(format!("    {}: {} ({req})", o.name, o.description));
@@ -778,7 +811,9 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("incident status", |_| Ok(Request::Status)),
     ("incident severity", |i| {
         Ok(Request::Change(Command::Severity {
-            level: i.severity("level").ok_or_else(|| missing(&i.path, "level"))?,
+            level: i
+                .severity("level")
+                .ok_or_else(|| missing(&i.path, "level"))?,
             reason: i.need_text("reason"),
         }))
     }),
@@ -840,7 +875,9 @@ pub const HANDLERS: &[(&str, Handler)] = &[
             plan: i.plan("plan"),
         }))
     }),
-    ("ack", |i| Ok(Request::Change(Command::Ack { nudge: i.nudge() }))),
+    ("ack", |i| {
+        Ok(Request::Change(Command::Ack { nudge: i.nudge() }))
+    }),
     ("snooze", |i| {
         Ok(Request::Change(Command::Snooze {
             duration: i
@@ -947,7 +984,10 @@ description = "fine"
             i.values["duration"],
             Value::Duration(TimeDelta::minutes(90))
         );
-        assert_eq!(i.values["reason"], Value::Text("vendor says \"soon\"".into()));
+        assert_eq!(
+            i.values["reason"],
+            Value::Text("vendor says \"soon\"".into())
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::domain::{Button, Event, Incident, IncidentId, MessageKind, NudgeId, PendingTimer, Target, TimerKind, TimerSeq};
+use crate::domain::{
+    Button, Event, Incident, IncidentId, MessageKind, NudgeId, PendingTimer, Target, TimerKind,
+    TimerSeq,
+};
 
 const SCHEMA: &[u8] = b"warroom-1";
 
@@ -26,7 +29,9 @@ pub enum StoreError {
         "the data folder {dir} is in use by another warroom process ({holder}); stop that process first, or give this one another folder with --data"
     )]
     Locked { dir: PathBuf, holder: String },
-    #[error("the data folder {dir} cannot be used: {reason}; check that the path is a folder this user may write to")]
+    #[error(
+        "the data folder {dir} cannot be used: {reason}; check that the path is a folder this user may write to"
+    )]
     Unusable { dir: PathBuf, reason: String },
     #[error(
         "the data folder {dir} is damaged ({detail}); nothing was changed. Move it aside (mv {dir} {dir}.damaged) to start afresh, or restore it from a backup"
@@ -222,7 +227,11 @@ impl Store {
         &self.dir
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             dir: self.dir.clone(),
             detail: format!("{what} cannot be read: {e}"),
@@ -232,7 +241,9 @@ impl Store {
     /// The id the next opened incident gets.
     pub fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
         Ok(IncidentId(match self.meta.get("next_incident")? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0, 0, 0, 0, 0, 0, 0, 1])),
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0, 0, 0, 0, 0, 0, 0, 1]))
+            }
             None => 1,
         }))
     }
@@ -297,7 +308,11 @@ impl Store {
                     seq: t.seq,
                     kind: t.kind.clone(),
                 };
-                (timer_key(t.due, id, t.seq), index_key(id, t.seq), to_json(&rec))
+                (
+                    timer_key(t.due, id, t.seq),
+                    index_key(id, t.seq),
+                    to_json(&rec),
+                )
             })
             .collect();
         let removed: Vec<(Vec<u8>, Vec<u8>)> = removed
@@ -388,10 +403,12 @@ impl Store {
             .scan_prefix(id.0.to_be_bytes())
             .map(|kv| {
                 let (_, tk) = kv?;
-                decode_timer_key(&tk).map(|(due, _, _)| due).ok_or_else(|| StoreError::Corrupt {
-                    dir: self.dir.clone(),
-                    detail: "a timer index entry is malformed".into(),
-                })
+                decode_timer_key(&tk)
+                    .map(|(due, _, _)| due)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        dir: self.dir.clone(),
+                        detail: "a timer index entry is malformed".into(),
+                    })
             })
             .collect()
     }

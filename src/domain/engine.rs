@@ -371,7 +371,8 @@ impl<'a> Work<'a> {
                 if self.inc.tier != Tier::L3 {
                     b.push(Button::Escalate);
                 }
-                if self.inc.plan_b == PlanBDecision::Pending && !self.inc.tracks.contains_key(&Plan::B)
+                if self.inc.plan_b == PlanBDecision::Pending
+                    && !self.inc.tracks.contains_key(&Plan::B)
                 {
                     b.push(Button::OpenPlanB);
                 }
@@ -439,7 +440,9 @@ impl<'a> Work<'a> {
                 closed.push(n.id);
             }
         }
-        self.cancel_timers(|k| matches!(k, TimerKind::NudgeRepeat { nudge } if closed.contains(nudge)));
+        self.cancel_timers(
+            |k| matches!(k, TimerKind::NudgeRepeat { nudge } if closed.contains(nudge)),
+        );
         closed
     }
 
@@ -586,7 +589,8 @@ impl<'a> Work<'a> {
                 self.add_timer(at_least_now(last + c), TimerKind::TrackSilence { plan });
             }
         }
-        let open: Vec<(NudgeId, NudgeKind, DateTime<Utc>, Option<DateTime<Utc>>)> = self
+        type OpenNudge = (NudgeId, NudgeKind, DateTime<Utc>, Option<DateTime<Utc>>);
+        let open: Vec<OpenNudge> = self
             .inc
             .nudges
             .iter()
@@ -863,7 +867,9 @@ pub fn handle(
                 Some(t) if *t <= current => {
                     return refuse(
                         RefusalKind::Conflict,
-                        format!("{id} is already at {current}; /escalate moves up only, to a higher tier than {current}"),
+                        format!(
+                            "{id} is already at {current}; /escalate moves up only, to a higher tier than {current}"
+                        ),
                     );
                 }
                 Some(t) => *t,
@@ -958,17 +964,19 @@ pub fn handle(
                 mentions.push(Target::Role(t.clone()));
             }
             let track = &w.inc.tracks[plan];
-            let every = w
-                .cadence(track)
-                .map_or("no update cadence".into(), |c| format!("updates every {}", human(c)));
+            let every = w.cadence(track).map_or("no update cadence".into(), |c| {
+                format!("updates every {}", human(c))
+            });
             w.event(
                 EventKind::PlanOpened { plan: *plan },
                 format!("Plan {plan} opened: {title}"),
             );
             let staff = format!(
                 "lead {}, team {}",
-                lead.as_ref().map_or("unassigned".into(), |l| format!("@{l}")),
-                team.as_ref().map_or("unassigned".into(), |t| format!("@{t}"))
+                lead.as_ref()
+                    .map_or("unassigned".into(), |l| format!("@{l}")),
+                team.as_ref()
+                    .map_or("unassigned".into(), |t| format!("@{t}"))
             );
             w.post(
                 MessageKind::Post,
@@ -1056,7 +1064,10 @@ pub fn handle(
             match &w.inc.plan_b {
                 PlanBDecision::Pending => {}
                 PlanBDecision::Opened { .. } => {
-                    return refuse(RefusalKind::Conflict, format!("Plan B is already open in {id}"));
+                    return refuse(
+                        RefusalKind::Conflict,
+                        format!("Plan B is already open in {id}"),
+                    );
                 }
                 PlanBDecision::Declined { by, .. } => {
                     return refuse(
@@ -1072,7 +1083,10 @@ pub fn handle(
             };
             w.cancel_timers(|k| *k == TimerKind::PlanBDeadline);
             w.answer(|k| *k == NudgeKind::PlanBDue, "Plan B declined");
-            w.event(EventKind::PlanBDeclined, format!("Plan B declined: {reason}"));
+            w.event(
+                EventKind::PlanBDeclined,
+                format!("Plan B declined: {reason}"),
+            );
             w.post(
                 MessageKind::Post,
                 format!("{who} decided against Plan B: {reason}."),
@@ -1092,10 +1106,7 @@ pub fn handle(
                 text: text.clone(),
             });
             w.arm_silence(plan, now);
-            w.answer(
-                |k| *k == NudgeKind::TrackSilent { plan },
-                "update posted",
-            );
+            w.answer(|k| *k == NudgeKind::TrackSilent { plan }, "update posted");
             w.event(EventKind::Update { plan }, format!("Plan {plan}: {text}"));
             w.post(
                 MessageKind::Post,
@@ -1109,7 +1120,10 @@ pub fn handle(
             if n.kind == NudgeKind::PlanBDue {
                 return refuse(
                     RefusalKind::Conflict,
-                    format!("nudge {} (Plan B deadline) is answered only by opening Plan B (/plan open plan:B title:…) or declining it (/plan decline reason:…)", n.id),
+                    format!(
+                        "nudge {} (Plan B deadline) is answered only by opening Plan B (/plan open plan:B title:…) or declining it (/plan decline reason:…)",
+                        n.id
+                    ),
                 );
             }
             if let NudgeKind::Handover { plan } = &n.kind {
@@ -1211,11 +1225,7 @@ pub fn handle(
                     vec![sdm.clone()],
                 );
             }
-            format!(
-                "Nudge {} snoozed until {}.",
-                n.id,
-                clock(until)
-            )
+            format!("Nudge {} snoozed until {}.", n.id, clock(until))
         }
         Command::RoleAssign { role, user } => {
             w.user_on_roster(user, "user")?;
@@ -1265,7 +1275,11 @@ pub fn handle(
             };
             match plan {
                 Some(p) => {
-                    w.inc.tracks.get_mut(p).expect("checked active above").handover = Some(pending)
+                    w.inc
+                        .tracks
+                        .get_mut(p)
+                        .expect("checked active above")
+                        .handover = Some(pending)
                 }
                 None => w.inc.handover = Some(pending),
             }
@@ -1273,15 +1287,16 @@ pub fn handle(
                 EventKind::HandoverOffered { plan: *plan },
                 format!("handover of {scope} offered to {to}: {summary}"),
             );
-            format!("Handover card sent to {to}; until they acknowledge, nudges for {scope} reach you both.")
+            format!(
+                "Handover card sent to {to}; until they acknowledge, nudges for {scope} reach you both."
+            )
         }
         Command::VendorAdd {
             vendor,
             case,
             callback,
         } => {
-            if w
-                .inc
+            if w.inc
                 .vendor_cases
                 .iter()
                 .any(|c| c.case == *case && c.closed_at.is_none())
@@ -1404,7 +1419,11 @@ fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase
             format!(
                 "option 'case': no open vendor case '{case}' in {}; open cases: {}",
                 inc.id,
-                if known.is_empty() { "none".into() } else { known }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known
+                }
             ),
         ),
     }
@@ -1420,10 +1439,9 @@ fn handover_card(w: &Work, plan: Option<Plan>, summary: &str) -> String {
         if plan.is_some_and(|p| p != t.plan) {
             continue;
         }
-        let last = t
-            .last_update
-            .as_ref()
-            .map_or("no update yet".into(), |u| format!("{} ({})", u.text, clock(u.at)));
+        let last = t.last_update.as_ref().map_or("no update yet".into(), |u| {
+            format!("{} ({})", u.text, clock(u.at))
+        });
         lines.push(format!(
             "Plan {} · {} · lead {} · last: {last}",
             t.plan,
@@ -1471,7 +1489,11 @@ fn accept_handover(
     }
     let scope = match plan {
         Some(p) => {
-            let t = w.inc.tracks.get_mut(&p).expect("handover found on it above");
+            let t = w
+                .inc
+                .tracks
+                .get_mut(&p)
+                .expect("handover found on it above");
             t.lead = Some(h.to.clone());
             t.handover = None;
             format!("Plan {p}")
@@ -1605,10 +1627,9 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
         TimerKind::PlanBDeadline => {
             if w.inc.plan_b == PlanBDecision::Pending && !w.inc.tracks.contains_key(&Plan::B) {
                 let sdm = w.sdm_target();
-                let after = w
-                    .sp()
-                    .plan_b_after
-                    .map_or(String::new(), |a| format!(" ({} policy: {})", w.inc.severity, human(a)));
+                let after = w.sp().plan_b_after.map_or(String::new(), |a| {
+                    format!(" ({} policy: {})", w.inc.severity, human(a))
+                });
                 let plan_a = w
                     .inc
                     .tracks
@@ -1663,15 +1684,17 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
         }
         TimerKind::NudgeRepeat { nudge } => {
             let sdm = w.sdm_target();
-            let interval = w
-                .inc
-                .nudge(nudge)
-                .and_then(|n| w.repeat_interval(&n.kind));
+            let interval = w.inc.nudge(nudge).and_then(|n| w.repeat_interval(&n.kind));
             let hand = w
                 .inc
                 .nudge(nudge)
                 .is_some_and(|n| matches!(n.kind, NudgeKind::Handover { .. }));
-            if let Some(n) = w.inc.nudges.iter_mut().find(|n| n.id == nudge && n.is_open()) {
+            if let Some(n) = w
+                .inc
+                .nudges
+                .iter_mut()
+                .find(|n| n.id == nudge && n.is_open())
+            {
                 n.sends += 1;
                 n.last_sent = now;
                 n.snoozed_until = None;
@@ -1733,7 +1756,10 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
                 let sdm = w.sdm_target();
                 w.event(
                     EventKind::VendorCallbackMissed,
-                    format!("{vendor} case {case}: callback due {} missed", clock(timer.due)),
+                    format!(
+                        "{vendor} case {case}: callback due {} missed",
+                        clock(timer.due)
+                    ),
                 );
                 w.raise(
                     NudgeKind::VendorCallback { case: case.clone() },

@@ -419,7 +419,9 @@ pub struct VendorCase {
 pub enum CallbackOutcome {
     /// No callback promised, or still waiting for it.
     Waiting,
-    Met { at: DateTime<Utc> },
+    Met {
+        at: DateTime<Utc>,
+    },
     Missed,
 }
 

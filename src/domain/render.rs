@@ -57,17 +57,16 @@ pub fn status(inc: &Incident, sdm_holders: &[&UserName]) -> String {
         }
     }
     for t in inc.tracks.values() {
-        let last = t
-            .last_update
+        let last = t.last_update.as_ref().map_or("no update yet".into(), |u| {
+            format!("{} by {}: {}", clock(u.at), u.by, u.text)
+        });
+        let team = t
+            .team
             .as_ref()
-            .map_or("no update yet".into(), |u| {
-                format!("{} by {}: {}", clock(u.at), u.by, u.text)
-            });
-        let team = t.team.as_ref().map_or(String::new(), |r| format!(", team {r}"));
-        let hand = t
-            .handover
-            .as_ref()
-            .map_or(String::new(), |h| format!(" · handover to {} pending", h.to));
+            .map_or(String::new(), |r| format!(", team {r}"));
+        let hand = t.handover.as_ref().map_or(String::new(), |h| {
+            format!(" · handover to {} pending", h.to)
+        });
         out.push(format!(
             "Plan {} [{}] {} · lead {}{team} · {} update(s), last {last}{hand}",
             t.plan,
@@ -84,7 +83,11 @@ pub fn status(inc: &Incident, sdm_holders: &[&UserName]) -> String {
             (Some(t), CallbackOutcome::Met { .. }) => format!(" · callback {} met", clock(t)),
             (Some(t), CallbackOutcome::Missed) => format!(" · callback {} MISSED", clock(t)),
         };
-        let closed = if c.closed_at.is_some() { " (closed)" } else { "" };
+        let closed = if c.closed_at.is_some() {
+            " (closed)"
+        } else {
+            ""
+        };
         out.push(format!("Vendor {} case {}{cb}{closed}", c.vendor, c.case));
     }
     let open: Vec<&Nudge> = inc.nudges.iter().filter(|n| n.is_open()).collect();
@@ -113,9 +116,7 @@ pub fn status(inc: &Incident, sdm_holders: &[&UserName]) -> String {
 }
 
 fn actor(e: &Event) -> String {
-    e.actor
-        .as_ref()
-        .map_or("warroom".into(), |a| a.to_string())
+    e.actor.as_ref().map_or("warroom".into(), |a| a.to_string())
 }
 
 /// The timeline, one line an event, with its time and actor.
@@ -144,9 +145,11 @@ pub fn durations(inc: &Incident, events: &[Event]) -> Vec<(&'static str, Option<
     vec![
         (
             "open → L2",
-            since_open(inc, events, |k| {
-                matches!(k, EventKind::Escalated { to, .. } if *to >= Tier::L2)
-            }),
+            since_open(
+                inc,
+                events,
+                |k| matches!(k, EventKind::Escalated { to, .. } if *to >= Tier::L2),
+            ),
         ),
         (
             "open → L3",
@@ -208,10 +211,7 @@ pub fn report(inc: &Incident, events: &[Event]) -> String {
     md.push_str(&format!("- Highest tier: {}\n\n## Durations\n\n", inc.tier));
     md.push_str("| milestone | after opening |\n|---|---|\n");
     for (name, d) in durations(inc, events) {
-        md.push_str(&format!(
-            "| {name} | {} |\n",
-            d.map_or("—".into(), human)
-        ));
+        md.push_str(&format!("| {name} | {} |\n", d.map_or("—".into(), human)));
     }
     md.push_str("\n## Tracks\n\n| plan | goal | lead | team | updates | outcome |\n|---|---|---|---|---|---|\n");
     for t in inc.tracks.values() {

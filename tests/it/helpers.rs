@@ -1,0 +1,127 @@
+//! Shared helpers: running the real binary, reading its jsonl, building an in-process app.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use warroom::app::App;
+use warroom::clock::VirtualClock;
+use warroom::config::Config;
+use warroom::store::Store;
+
+pub const START: &str = "2026-11-23T22:00:00Z";
+
+pub fn story() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/seed-story.txt"
+    ))
+    .expect("fixture")
+}
+
+/// One jsonl line from the console.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub kind: String,
+    pub text: String,
+    pub mentions: Vec<String>,
+}
+
+impl Line {
+    pub fn mentions(&self, who: &str) -> bool {
+        self.mentions.iter().any(|m| m == who)
+    }
+}
+
+pub struct Run {
+    pub lines: Vec<Line>,
+    pub stderr: String,
+    pub success: bool,
+}
+
+/// Runs `warroom console --format jsonl` on `data` with the virtual clock at `clock`.
+pub fn console(data: &Path, clock: &str, input: &str) -> Run {
+    run_binary(
+        &[
+            "console",
+            "--data",
+            data.to_str().expect("utf-8 temp path"),
+            "--clock",
+            &format!("virtual:{clock}"),
+            "--format",
+            "jsonl",
+        ],
+        input,
+    )
+}
+
+pub fn run_binary(args: &[&str], input: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(args)
+        .env_remove("WARROOM_DATA")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warroom");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("warroom runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let lines = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl {l}: {e}"));
+            Line {
+                at: DateTime::parse_from_rfc3339(v["at"].as_str().expect("at"))
+                    .expect("rfc3339")
+                    .with_timezone(&Utc),
+                channel: v["channel"].as_str().expect("channel").to_string(),
+                kind: v["kind"].as_str().expect("kind").to_string(),
+                text: v["text"].as_str().expect("text").to_string(),
+                mentions: v["mentions"]
+                    .as_array()
+                    .expect("mentions")
+                    .iter()
+                    .map(|m| m.as_str().expect("mention").to_string())
+                    .collect(),
+            }
+        })
+        .collect();
+    Run {
+        lines,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: out.status.success(),
+    }
+}
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+/// An in-process app on a real sled store in `dir`, with a virtual clock.
+pub fn app(dir: &Path) -> (Arc<App>, Arc<VirtualClock>) {
+    let store = Store::open(dir).expect("open store");
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let app = Arc::new(App::new(
+        store,
+        Arc::new(Config::builtin().expect("builtin config")),
+        clock.clone(),
+    ));
+    (app, clock)
+}

@@ -1,0 +1,80 @@
+//! Layout rules: the pure domain imports no I/O crates, every module says what it is for,
+//! the compiled-in definitions match `commands/`, and the README's table matches them.
+
+use std::path::Path;
+
+use warroom::spec::{CommandSet, SOURCES};
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_domain_imports_neither_serenity_nor_sled_nor_reads_the_clock() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src/domain"), &mut files);
+    assert!(files.len() >= 5);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for banned in ["serenity", "sled", "Utc::now", "SystemTime", "Instant", "tokio"] {
+            assert!(!text.contains(banned), "{} mentions {banned}", f.display());
+        }
+    }
+}
+
+#[test]
+fn every_module_opens_with_a_doc_line() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join("tests"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.starts_with("//!"), "{} does not open with //!", f.display());
+    }
+}
+
+#[test]
+fn compiled_in_definitions_are_exactly_the_commands_folder() {
+    let mut on_disk: Vec<(String, String)> = std::fs::read_dir(root().join("commands"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    on_disk.sort();
+    let compiled: Vec<(String, String)> = SOURCES
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(on_disk, compiled);
+}
+
+#[test]
+fn readme_command_table_matches_the_definitions() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let begin = "<!-- commands:begin -->\n";
+    let end = "<!-- commands:end -->";
+    let start = readme.find(begin).expect("README has the commands:begin marker") + begin.len();
+    let stop = readme.find(end).expect("README has the commands:end marker");
+    assert_eq!(
+        &readme[start..stop],
+        CommandSet::builtin().markdown_table(),
+        "regenerate with: cargo run -- help-table"
+    );
+}

@@ -1,0 +1,211 @@
+//! The sled store and the delivery path: atomic commits, exactly-once claims, the outbox
+//! surviving failures, damaged folders.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use warroom::courier::{Courier, Drained};
+use warroom::domain::UserName;
+use warroom::port::{BoxFuture, ChatPort, DeliveryError};
+use warroom::store::{Outgoing, Store, StoreError};
+
+use crate::helpers::*;
+
+/// A chat port that fails its first `failures` deliveries, then records what it gets.
+struct Flaky {
+    failures: Mutex<Vec<DeliveryError>>,
+    got: Mutex<Vec<u64>>,
+}
+
+impl ChatPort for Flaky {
+    fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            if let Some(e) = self.failures.lock().unwrap().pop() {
+                return Err(e);
+            }
+            self.got.lock().unwrap().push(msg.id);
+            Ok(())
+        })
+    }
+}
+
+fn open_incident(app: &warroom::app::App) {
+    let alice = app.actor(&UserName::new("alice"));
+    let r = app.run_line(
+        &alice,
+        None,
+        "/incident open title:\"Mail down\" severity:1 service:mail",
+    );
+    assert_eq!(r.kind, warroom::app::ReplyKind::Reply, "{}", r.text);
+}
+
+#[tokio::test]
+async fn outbox_keeps_messages_through_500_and_429_and_delivers_each_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, clock) = app(dir.path());
+    open_incident(&app);
+    app.advance_to(&clock, at("2026-11-24T00:31:00Z")).unwrap();
+    let queued: Vec<u64> = app.store().outbox().unwrap().iter().map(|m| m.id).collect();
+    assert!(queued.len() >= 5, "{queued:?}");
+    let port = Arc::new(Flaky {
+        failures: Mutex::new(vec![
+            DeliveryError::Retry {
+                after: Some(Duration::from_secs(2)),
+                reason: "429".into(),
+            },
+            DeliveryError::Retry {
+                after: None,
+                reason: "500".into(),
+            },
+            DeliveryError::Retry {
+                after: None,
+                reason: "500".into(),
+            },
+        ]),
+        got: Mutex::new(Vec::new()),
+    });
+    let mut courier = Courier::new(app.clone(), port.clone());
+    assert_eq!(
+        courier.drain().await,
+        Drained::RetryAfter(Duration::from_secs(1))
+    );
+    assert_eq!(
+        courier.drain().await,
+        Drained::RetryAfter(Duration::from_secs(2)),
+        "backoff doubles"
+    );
+    assert_eq!(
+        courier.drain().await,
+        Drained::RetryAfter(Duration::from_secs(2)),
+        "retry_after is honoured"
+    );
+    assert_eq!(
+        app.store().outbox().unwrap().len(),
+        queued.len(),
+        "nothing dropped"
+    );
+    assert_eq!(courier.drain().await, Drained::Empty);
+    assert_eq!(*port.got.lock().unwrap(), queued);
+    assert!(app.store().outbox().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_kept_as_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _clock) = app(dir.path());
+    open_incident(&app);
+    let port = Arc::new(Flaky {
+        failures: Mutex::new(vec![DeliveryError::Permanent {
+            reason: "50013 Missing Permissions".into(),
+        }]),
+        got: Mutex::new(Vec::new()),
+    });
+    assert_eq!(
+        Courier::new(app.clone(), port).drain().await,
+        Drained::Empty
+    );
+    assert_eq!(app.store().dead_letters(), 1);
+}
+
+#[test]
+fn a_claimed_timer_never_fires_twice_and_state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (app, _clock) = app(dir.path());
+        open_incident(&app);
+        assert_eq!(app.store().pending_timers(), 3);
+        assert_eq!(
+            app.store()
+                .timers_of(warroom::domain::IncidentId(1))
+                .unwrap()
+                .len(),
+            3
+        );
+        let first = app.next_due().unwrap().unwrap();
+        assert_eq!(first, at("2026-11-23T22:30:00Z"));
+        // Both the L1 budget and Plan A's silence check fall due at 22:30.
+        assert_eq!(app.fire_due(first).unwrap(), 2);
+        assert!(!app.fire_one(first).unwrap(), "claimed timers are gone");
+        assert!(app.next_due().unwrap().unwrap() > first);
+    }
+    let (app, _clock) = app(dir.path());
+    let inc = app
+        .store()
+        .incident(warroom::domain::IncidentId(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(inc.tier, warroom::domain::Tier::L2);
+    let events = app.store().events(inc.id).unwrap();
+    assert_eq!(events.len() as u32, inc.timeline_len);
+    assert_eq!(app.store().pending_timers(), inc.timers.len());
+}
+
+#[test]
+fn a_damaged_folder_gives_a_clear_error_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (app, _clock) = app(dir.path());
+        open_incident(&app);
+    }
+    let db = dir.path().join("db");
+    for entry in std::fs::read_dir(&db).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::write(&p, vec![0xA5u8; 4096]).unwrap();
+        }
+    }
+    let before: Vec<Vec<u8>> = std::fs::read_dir(&db)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+        .collect();
+    match Store::open(dir.path()) {
+        Err(StoreError::Corrupt { .. }) | Err(StoreError::Unusable { .. }) => {}
+        Err(e) => panic!("unexpected error kind: {e}"),
+        Ok(_) => panic!("a damaged folder opened"),
+    }
+    let msg = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(msg.contains(dir.path().to_str().unwrap()), "{msg}");
+    let after: Vec<Vec<u8>> = std::fs::read_dir(&db)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+        .collect();
+    assert_eq!(before, after, "opening must not rewrite a damaged folder");
+}
+
+#[test]
+fn a_data_path_that_is_a_file_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "x").unwrap();
+    let e = Store::open(&file).err().unwrap();
+    assert!(matches!(e, StoreError::Unusable { .. }), "{e}");
+    assert!(
+        e.to_string().contains("a folder this user may write to"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_fires_when_the_virtual_clock_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, clock) = app(dir.path());
+    open_incident(&app);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(warroom::courier::run_scheduler(app.clone(), rx));
+    let before = app.store().outbox().unwrap().len();
+    clock.advance(chrono::TimeDelta::minutes(31));
+    app.timers_changed.notify_one();
+    let mut tries = 0;
+    while app.store().outbox().unwrap().len() == before && tries < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tries += 1;
+    }
+    let out = app.store().outbox().unwrap();
+    assert!(
+        out.iter().any(|m| m.text.contains("L1 → L2")),
+        "scheduler did not fire"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
