@@ -4,6 +4,7 @@
 //! port; `console` and `discord` are the front ends. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod console;

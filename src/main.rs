@@ -54,6 +54,14 @@ enum Cmd {
     },
     /// Validates the configuration and prints the effective policy.
     CheckConfig,
+    /// Prints the command table (Markdown), generated from commands/.
+    Commands,
+    /// The performance harness: per-command latency on a fresh temporary store.
+    Bench {
+        /// How many incidents to run (each: open, 3 updates, escalate).
+        #[arg(long, default_value_t = 500)]
+        rounds: usize,
+    },
     /// Prints the post-incident report of an incident.
     Report {
         /// The incident, like INC-1.
@@ -109,6 +117,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             console::run(opts, stdin, Box::new(std::io::stdout())).await
+        }
+        Cmd::Bench { rounds } => {
+            let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
+            let result = warroom::bench::run(&dir, rounds);
+            let _ = std::fs::remove_dir_all(&dir);
+            print!("{}", result?);
+            Ok(())
+        }
+        Cmd::Commands => {
+            print!("{}", warroom::spec::CommandSet::builtin().markdown_table());
+            Ok(())
         }
         Cmd::CheckConfig => {
             print!("{}", cfg.describe());

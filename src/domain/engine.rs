@@ -147,14 +147,22 @@ pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
             slug.push('-');
         }
     }
+    // Keep names readable in a channel list: at most 40 characters of title, cut at a word.
+    let slug = slug.trim_matches('-');
+    let slug = if slug.len() > 40 {
+        let cut = &slug[..40];
+        cut.rfind('-').map_or(cut, |i| &cut[..i])
+    } else {
+        slug
+    };
     let prefix = match exercise {
         Exercise::Real => format!("inc-{}", id.0),
         Exercise::Drill => format!("inc-{}-drill", id.0),
     };
-    let mut name = if slug.trim_matches('-').is_empty() {
+    let mut name = if slug.is_empty() {
         prefix
     } else {
-        format!("{prefix}-{}", slug.trim_matches('-'))
+        format!("{prefix}-{slug}")
     };
     name.truncate(100);
     name.trim_end_matches('-').to_string()
