@@ -245,6 +245,23 @@ impl App {
                 nudge: m.nudge,
             });
         }
+        if before != Some(&d.incident) {
+            let id = match self.store.outbox_id() {
+                Ok(id) => id,
+                Err(e) => return self.storage_failure(e),
+            };
+            outbox.push(Outgoing {
+                id,
+                incident: d.incident.id,
+                channel: d.incident.channel.clone(),
+                at: self.clock.now(),
+                kind: crate::domain::MessageKind::Status,
+                text: String::new(),
+                mentions: Vec::new(),
+                buttons: Vec::new(),
+                nudge: None,
+            });
+        }
         let commit = Commit {
             before,
             after: &d.incident,

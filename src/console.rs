@@ -150,6 +150,10 @@ pub struct ConsolePort(pub Arc<ConsoleOut>);
 impl ChatPort for ConsolePort {
     fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
+            // The console has no pinned card; /incident status shows it on demand.
+            if msg.kind == crate::domain::MessageKind::Status {
+                return Ok(());
+            }
             self.0.line(
                 msg.at,
                 &msg.channel,

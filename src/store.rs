@@ -2,7 +2,8 @@
 //!
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
 //! timer, so the first key is the next deadline), `timers_by_incident` (id ‖ seq → timers key),
-//! `outbox` (outbox id → message waiting for delivery), `dead_letters`, and `meta`.
+//! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
+//! own mappings, such as Discord channel ids), and `meta`.
 //! Every change of a command or fired timer is one multi-tree transaction, flushed before the
 //! caller replies. A fired timer leaves `timers` in the same transaction that puts its messages
 //! in `outbox`, so it is claimed exactly once and its messages survive a crash.
@@ -96,6 +97,7 @@ pub struct Store {
     outbox: sled::Tree,
     dead: sled::Tree,
     meta: sled::Tree,
+    adapter: sled::Tree,
     dir: PathBuf,
     _lock: File,
 }
@@ -203,6 +205,7 @@ impl Store {
             outbox: tree("outbox")?,
             dead: tree("dead_letters")?,
             meta: tree("meta")?,
+            adapter: tree("adapter")?,
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -452,6 +455,17 @@ impl Store {
                 TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
                 TransactionError::Storage(e) => e.into(),
             })?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A front end's own durable mapping (for example incident → Discord channel id).
+    pub fn adapter_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.adapter.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.adapter.insert(key, value)?;
         self.db.flush()?;
         Ok(())
     }

@@ -37,6 +37,8 @@ pub enum MessageKind {
     Nudge,
     /// A card: a handover or summary, posted in the channel.
     Card,
+    /// The incident changed: refresh its pinned status card (front ends that have one).
+    Status,
 }
 
 impl MessageKind {
@@ -45,6 +47,7 @@ impl MessageKind {
             MessageKind::Post => "post",
             MessageKind::Nudge => "nudge",
             MessageKind::Card => "card",
+            MessageKind::Status => "status",
         }
     }
 }
