@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod courier;
+pub mod discord;
 pub mod domain;
 pub mod port;
 pub mod spec;

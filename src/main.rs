@@ -52,6 +52,20 @@ enum Cmd {
         #[arg(long = "as", value_name = "USER")]
         acting: Option<String>,
     },
+    /// The bot on Discord: needs DISCORD_TOKEN and discord.guild_id in the configuration.
+    Discord {
+        #[command(flatten)]
+        data: DataArg,
+        /// Tests only: a fake Discord's base URL (turns serenity's rate limiter off).
+        #[arg(long, value_name = "URL")]
+        discord_api_base: Option<String>,
+    },
+    /// Registers the slash commands from commands/ for the guild, or globally.
+    Register {
+        /// Register globally instead of for discord.guild_id (takes up to an hour to show).
+        #[arg(long)]
+        global: bool,
+    },
     /// Validates the configuration and prints the effective policy.
     CheckConfig,
     /// Prints the command table (Markdown), generated from commands/.
@@ -77,6 +91,16 @@ enum Cmd {
 enum ReportFormat {
     Md,
     Json,
+}
+
+/// The bot token, from the environment only; it is never printed or logged.
+fn discord_token() -> anyhow::Result<String> {
+    match std::env::var("DISCORD_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => anyhow::bail!(
+            "DISCORD_TOKEN is not set: put the bot token of your Discord application in the environment (it is never read from a file)"
+        ),
+    }
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<Arc<Config>> {
@@ -127,6 +151,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Commands => {
             print!("{}", warroom::spec::CommandSet::builtin().markdown_table());
+            Ok(())
+        }
+        Cmd::Discord {
+            data,
+            discord_api_base,
+        } => {
+            let mut cfg = (*cfg).clone();
+            if discord_api_base.is_some() {
+                cfg.discord.api_base = discord_api_base;
+            }
+            warroom::discord::run(warroom::discord::DiscordOptions {
+                token: discord_token()?,
+                config: Arc::new(cfg),
+                data: data.data,
+                clock: Arc::new(warroom::clock::SystemClock),
+            })
+            .await
+        }
+        Cmd::Register { global } => {
+            let n = warroom::discord::register(&discord_token()?, &cfg, global).await?;
+            println!(
+                "Registered {n} commands {}.",
+                if global {
+                    "globally"
+                } else {
+                    "for the configured guild"
+                }
+            );
             Ok(())
         }
         Cmd::CheckConfig => {

@@ -1,0 +1,352 @@
+//! The Discord front end over serenity: registers the commands from `commands/`, turns
+//! interactions (slash commands and nudge buttons) into the same invocations the console runs,
+//! and delivers the outbox through `DiscordPort`. The scheduler and courier start once, here,
+//! never from the gateway's `ready` (which fires again on every reconnect).
+
+pub mod commands;
+pub mod port;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serenity::all::{
+    ChannelId, CommandInteraction, ComponentInteraction, Context, CreateInteractionResponse,
+    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
+    GuildId, HttpBuilder, Interaction, Member, Ready, ShardManager, User,
+};
+use tokio::sync::watch;
+
+use crate::app::{App, ReplyKind, Response};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::courier::{Courier, run_scheduler};
+use crate::domain::{Actor, IncidentId, RoleKey, UserName};
+use crate::store::Store;
+
+pub use port::DiscordPort;
+
+/// Answer within this long, or defer: Discord allows 3 s for the first response.
+const ANSWER_BUDGET: Duration = Duration::from_millis(2000);
+
+pub struct DiscordOptions {
+    /// From `DISCORD_TOKEN` only. Never logged.
+    pub token: String,
+    pub config: Arc<Config>,
+    pub data: std::path::PathBuf,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A running bot; `stop` shuts it down.
+pub struct Running {
+    pub app: Arc<App>,
+    shards: Arc<ShardManager>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.shards.shutdown_all().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn http(token: &str, api_base: Option<&str>) -> serenity::http::Http {
+    let mut b = HttpBuilder::new(token);
+    if let Some(base) = api_base {
+        // With the rate limiter on, serenity ignores the proxy and calls discord.com.
+        b = b
+            .proxy(base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    b.build()
+}
+
+/// Registers the commands for the configured guild, or globally.
+pub async fn register(token: &str, config: &Config, global: bool) -> anyhow::Result<usize> {
+    let http = http(token, config.discord.api_base.as_deref());
+    let info = http
+        .get_current_application_info()
+        .await
+        .context("cannot read the application from Discord (is DISCORD_TOKEN right?)")?;
+    http.set_application_id(info.id);
+    let cmds = commands::registration(crate::spec::CommandSet::builtin());
+    let n = cmds.len();
+    if global {
+        serenity::all::Command::set_global_commands(&http, cmds).await?;
+    } else {
+        let guild = config
+            .discord
+            .guild_id
+            .context("discord.guild_id is not set; put your server's id in the configuration, or use --global")?;
+        GuildId::new(guild).set_commands(&http, cmds).await?;
+    }
+    Ok(n)
+}
+
+/// Starts the bot: opens the store, registers commands, connects to the gateway, and starts
+/// the scheduler and the courier once.
+pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
+    let cfg = opts.config.clone();
+    let guild = cfg
+        .discord
+        .guild_id
+        .context("discord.guild_id is not set; put your server's id in the configuration")?;
+    let store = Store::open(&opts.data)?;
+    let app = Arc::new(App::new(store, cfg.clone(), opts.clock.clone()));
+    let api_base = cfg.discord.api_base.clone();
+    let http = http(&opts.token, api_base.as_deref());
+    let info = http
+        .get_current_application_info()
+        .await
+        .context("cannot reach Discord with DISCORD_TOKEN")?;
+    http.set_application_id(info.id);
+    GuildId::new(guild)
+        .set_commands(
+            &http,
+            commands::registration(crate::spec::CommandSet::builtin()),
+        )
+        .await
+        .context("cannot register the slash commands")?;
+
+    // The gateway client shares the configured HTTP client (proxy, rate limiter).
+    let mut client = serenity::all::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
+        .event_handler(Handler { app: app.clone() })
+        .await
+        .context("cannot start the Discord client")?;
+    let shards = client.shard_manager.clone();
+    let (stop, stop_rx) = watch::channel(false);
+    let port = Arc::new(DiscordPort::new(app.clone(), &opts.token, api_base.clone()));
+    let mut tasks = vec![
+        tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
+        tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
+    ];
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = client.start().await {
+            tracing::error!(error = %e, "the Discord gateway client stopped");
+        }
+    }));
+    // Anything queued before a restart goes out now.
+    app.outbox_ready.notify_one();
+    app.timers_changed.notify_one();
+    Ok(Running {
+        app,
+        shards,
+        stop,
+        tasks,
+    })
+}
+
+/// Runs the bot until Ctrl-C.
+pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
+    let running = start(opts).await?;
+    tracing::info!("warroom is on Discord; Ctrl-C stops it");
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
+    Ok(())
+}
+
+struct Handler {
+    app: Arc<App>,
+}
+
+impl Handler {
+    /// Who is acting: their roster name (through discord.users) and role keys (roster roles plus
+    /// Discord roles mapped through discord.roles).
+    fn actor(&self, user: &User, member: Option<&Member>) -> Actor {
+        let d = &self.app.config().discord;
+        let name = d
+            .users
+            .iter()
+            .find(|(_, id)| **id == user.id.get())
+            .map(|(u, _)| u.clone());
+        let mut roles = name
+            .as_ref()
+            .map(|n| self.app.config().policy.roster.roles_of(n))
+            .unwrap_or_default();
+        if let Some(m) = member {
+            for r in &m.roles {
+                if let Some((key, _)) = d.roles.iter().find(|(_, id)| **id == r.get()) {
+                    roles.insert(key.clone());
+                }
+            }
+        }
+        Actor {
+            user: name
+                .unwrap_or_else(|| UserName::new(&format!("discord-{}", user.name.to_lowercase()))),
+            roles,
+        }
+    }
+
+    fn incident_for(&self, channel: ChannelId) -> Option<IncidentId> {
+        self.app
+            .store()
+            .adapter_get(&format!("discord/incident/{}", channel.get()))
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok())
+            .map(IncidentId)
+    }
+
+    /// Runs the work off the async threads; answers within the budget, deferring if needed.
+    async fn answer<F>(&self, ctx: &Context, target: Responder<'_>, work: F)
+    where
+        F: FnOnce() -> Response + Send + 'static,
+    {
+        let mut job = tokio::task::spawn_blocking(work);
+        let response = match tokio::time::timeout(ANSWER_BUDGET, &mut job).await {
+            Ok(r) => r,
+            Err(_) => {
+                let defer = CreateInteractionResponse::Defer(
+                    CreateInteractionResponseMessage::new().ephemeral(true),
+                );
+                if let Err(e) = target.respond(ctx, defer).await {
+                    tracing::error!(error = %e, "cannot defer an interaction");
+                }
+                let r = job.await;
+                let text = match r {
+                    Ok(r) => port::fit(&r.text, port::CONTENT_MAX),
+                    Err(e) => format!("warroom failed on this command: {e}"),
+                };
+                if let Err(e) = target
+                    .edit(ctx, EditInteractionResponse::new().content(text))
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot send a deferred answer");
+                }
+                return;
+            }
+        };
+        let (text, ephemeral) = match response {
+            Ok(r) => (r.text, r.kind == ReplyKind::Error || r.incident.is_none()),
+            Err(e) => (format!("warroom failed on this command: {e}"), true),
+        };
+        let text = if text.is_empty() {
+            "Done.".to_string()
+        } else {
+            text
+        };
+        let msg = CreateInteractionResponseMessage::new()
+            .content(port::fit(&text, port::CONTENT_MAX))
+            .ephemeral(ephemeral);
+        if let Err(e) = target
+            .respond(ctx, CreateInteractionResponse::Message(msg))
+            .await
+        {
+            tracing::error!(error = %e, "cannot answer an interaction");
+        }
+    }
+
+    async fn on_command(&self, ctx: &Context, cmd: &CommandInteraction) {
+        let actor = self.actor(&cmd.user, cmd.member.as_deref());
+        let place = self.incident_for(cmd.channel_id);
+        let app = self.app.clone();
+        let inv = commands::invocation(
+            app.specs(),
+            &app.config().discord,
+            &cmd.data.name,
+            &cmd.data.options,
+        );
+        self.answer(ctx, Responder::Command(cmd), move || match inv {
+            Ok(inv) => app.execute(&actor, place, &inv),
+            Err(e) => Response {
+                kind: ReplyKind::Error,
+                text: e,
+                incident: None,
+            },
+        })
+        .await;
+    }
+
+    async fn on_button(&self, ctx: &Context, c: &ComponentInteraction) {
+        let actor = self.actor(&c.user, c.member.as_ref());
+        let app = self.app.clone();
+        let line = button_line(&c.data.custom_id, &app);
+        self.answer(ctx, Responder::Component(c), move || match line {
+            Some((inc, line)) => app.run_line(&actor, Some(inc), &line),
+            None => Response {
+                kind: ReplyKind::Error,
+                text: "this button is not warroom's, or is from an older version".into(),
+                incident: None,
+            },
+        })
+        .await;
+    }
+}
+
+/// The command line a nudge button stands for: `wr:<action>:<incident>:<nudge>`.
+fn button_line(custom_id: &str, app: &App) -> Option<(IncidentId, String)> {
+    let mut parts = custom_id.split(':');
+    if parts.next()? != "wr" {
+        return None;
+    }
+    let action = parts.next()?;
+    let inc = IncidentId(parts.next()?.parse().ok()?);
+    let nudge: u32 = parts.next()?.parse().ok()?;
+    let line = match action {
+        "ack" => format!("/ack nudge:{nudge}"),
+        "snooze" => {
+            format!("/snooze nudge:{nudge} duration:15m reason:\"snoozed from the nudge button\"")
+        }
+        "escalate" => "/escalate reason:\"escalated from a nudge button\"".to_string(),
+        "planb" => {
+            let service = app
+                .store()
+                .incident(inc)
+                .ok()
+                .flatten()
+                .map_or("the service".into(), |i| i.service);
+            let team = if app.config().policy.knows_role(&RoleKey::new("rebuild")) {
+                " team:rebuild"
+            } else {
+                ""
+            };
+            format!(
+                "/plan open plan:B title:\"Fallback: restore {service} (opened from the Plan B nudge)\"{team}"
+            )
+        }
+        _ => return None,
+    };
+    Some((inc, line))
+}
+
+enum Responder<'a> {
+    Command(&'a CommandInteraction),
+    Component(&'a ComponentInteraction),
+}
+
+impl Responder<'_> {
+    async fn respond(&self, ctx: &Context, r: CreateInteractionResponse) -> serenity::Result<()> {
+        match self {
+            Responder::Command(c) => c.create_response(&ctx.http, r).await,
+            Responder::Component(c) => c.create_response(&ctx.http, r).await,
+        }
+    }
+    async fn edit(&self, ctx: &Context, e: EditInteractionResponse) -> serenity::Result<()> {
+        match self {
+            Responder::Command(c) => c.edit_response(&ctx.http, e).await.map(|_| ()),
+            Responder::Component(c) => c.edit_response(&ctx.http, e).await.map(|_| ()),
+        }
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        match &interaction {
+            Interaction::Command(cmd) => self.on_command(&ctx, cmd).await,
+            Interaction::Component(c) => self.on_button(&ctx, c).await,
+            _ => {}
+        }
+    }
+
+    async fn ready(&self, _ctx: Context, ready: Ready) {
+        // Only logs: `ready` fires again on every reconnect, so nothing starts here.
+        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to the Discord gateway");
+    }
+}
