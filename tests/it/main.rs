@@ -2,7 +2,9 @@
 
 mod bad_input;
 mod console_story;
+mod discord;
 mod engine;
+mod fake_discord;
 mod helpers;
 mod layout;
 mod store;

@@ -1,0 +1,559 @@
+//! The Discord front end end to end: the real bot (the code path of `warroom discord`) over
+//! real serenity, against the fake Discord, with a virtual clock driving the bot's time.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::{Value, json};
+
+use warroom::clock::VirtualClock;
+use warroom::config::Config;
+use warroom::discord::{DiscordOptions, Running, start};
+use warroom::domain::{IncidentId, Plan};
+
+use crate::fake_discord::*;
+use crate::helpers::{START, at};
+
+const ALICE: (u64, &str) = (201, "alice");
+const BOB: (u64, &str) = (202, "bob");
+const DANA: (u64, &str) = (203, "dana");
+const SAM: (u64, &str) = (204, "sam");
+const ROLE_L2: u64 = 102;
+const ROLE_SDM: u64 = 104;
+
+fn config(dir: &Path, base: &str) -> Arc<Config> {
+    let path = dir.join("warroom.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[discord]
+guild_id = "{GUILD}"
+incident_category_id = "{CATEGORY}"
+dm_sdm = true
+api_base = "{base}"
+[discord.roles]
+l1 = "101"
+l2 = "102"
+l3 = "103"
+sdm = "104"
+rebuild = "105"
+[discord.users]
+alice = "201"
+bob = "202"
+dana = "203"
+sam = "204"
+carol = "205"
+ravi = "206"
+kim = "207"
+"#
+        ),
+    )
+    .unwrap();
+    Arc::new(Config::load(Some(&path), &[]).unwrap())
+}
+
+async fn bot(fake: &FakeDiscord, dir: &Path, clock: Arc<VirtualClock>) -> Running {
+    let before = fake.state.lock().unwrap().identified;
+    let running = start(DiscordOptions {
+        token: "fake-token-for-tests".into(),
+        config: config(dir, &fake.base()),
+        data: dir.join("data"),
+        clock,
+    })
+    .await
+    .expect("the bot starts against the fake");
+    fake.until("the bot identifies on the gateway", |s| {
+        s.identified > before
+    })
+    .await;
+    running
+}
+
+fn open_options(title: &str) -> Value {
+    json!([{"name": "open", "type": 1, "options": [
+        {"name": "title", "type": 3, "value": title},
+        {"name": "severity", "type": 4, "value": 1},
+        {"name": "service", "type": 3, "value": "mail"}]}])
+}
+
+/// Opens INC-1 from #general and returns the incident channel's id.
+async fn open_incident(fake: &FakeDiscord) -> u64 {
+    let id = fake.command(
+        ALICE,
+        GENERAL,
+        "incident",
+        open_options("Core mail server down"),
+    );
+    let resp = fake.response(id).await;
+    assert_eq!(resp["type"], 4, "{resp}");
+    assert!(
+        resp["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Opened INC-1"),
+        "{resp}"
+    );
+    let after = fake.state.lock().unwrap().interactions[&id]
+        .response_after
+        .unwrap();
+    assert!(after < Duration::from_secs(3), "answered after {after:?}");
+    fake.until("the incident channel", |s| {
+        s.channels.iter().any(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("inc-1-core-mail-server"))
+        })
+    })
+    .await;
+    let ch: u64 = fake.channel_named("inc-1-").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fake.until("a pinned status card", |s| {
+        s.messages
+            .values()
+            .any(|m| m["channel_id"] == json!(ch.to_string()) && m["pinned"] == json!(true))
+    })
+    .await;
+    ch
+}
+
+fn card(fake: &FakeDiscord, channel: u64) -> (u64, Value) {
+    let m = fake
+        .messages_in(channel)
+        .into_iter()
+        .find(|m| m["pinned"] == json!(true))
+        .expect("a pinned card");
+    (m["id"].as_str().unwrap().parse().unwrap(), m)
+}
+
+fn edits(fake: &FakeDiscord, card: u64) -> usize {
+    fake.state
+        .lock()
+        .unwrap()
+        .edits
+        .get(&card)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn with_text(fake: &FakeDiscord, channel: u64, needle: &str) -> Vec<Value> {
+    fake.messages_in(channel)
+        .into_iter()
+        .filter(|m| m["content"].as_str().is_some_and(|c| c.contains(needle)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_an_incident_gives_a_channel_a_pinned_card_and_a_timely_answer() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock).await;
+    let ch = open_incident(&fake).await;
+    let channel = fake.channel_named("inc-1-").unwrap();
+    assert_eq!(channel["parent_id"], json!(CATEGORY.to_string()));
+    let (_, card) = card(&fake, ch);
+    let embed = &card["embeds"][0];
+    assert!(
+        embed["title"].as_str().unwrap().contains("INC-1"),
+        "{embed}"
+    );
+    let fields = embed["fields"].to_string();
+    assert!(
+        fields.contains("SEV1") && fields.contains("Plan A") && fields.contains("<t:"),
+        "{fields}"
+    );
+    // The commands were registered from commands/.
+    let registered = fake
+        .state
+        .lock()
+        .unwrap()
+        .commands
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(registered, warroom::spec::CommandSet::builtin().tops.len());
+    // Bad input is answered only to the sender.
+    let id = fake.command(ALICE, ch, "snooze", json!([{"name": "duration", "type": 3, "value": "soonish"}, {"name": "reason", "type": 3, "value": "x"}]));
+    let resp = fake.response(id).await;
+    assert_eq!(resp["data"]["flags"], json!(64), "{resp}");
+    assert!(
+        resp["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("'soonish' is not a duration"),
+        "{resp}"
+    );
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_story_through_discord() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let app = running.app.clone();
+    let ch = open_incident(&fake).await;
+    let (card_id, _) = card(&fake, ch);
+    let step = |n: usize| n;
+
+    // +30m: the L2 role is mentioned, and only it may be pinged.
+    let e0 = edits(&fake, card_id);
+    app.advance_to(&clock, at(START) + TimeDelta::minutes(30))
+        .unwrap();
+    fake.wait("the L2 nudge", || {
+        !with_text(&fake, ch, "L1 → L2").is_empty()
+    })
+    .await;
+    let l2 = &with_text(&fake, ch, "L1 → L2")[0];
+    assert!(
+        l2["content"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<@&{ROLE_L2}>")),
+        "{l2}"
+    );
+    assert_eq!(
+        l2["allowed_mentions"]["roles"],
+        json!([ROLE_L2.to_string()])
+    );
+    fake.wait("the card edited after escalation", || {
+        edits(&fake, card_id) > step(e0)
+    })
+    .await;
+
+    // Bob escalates to L3: the SDM is mentioned, in the channel and by DM.
+    let e1 = edits(&fake, card_id);
+    let id = fake.command(BOB, ch, "escalate", json!([{"name": "reason", "type": 3, "value": "need L3"}, {"name": "tier", "type": 4, "value": 3}]));
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("escalated L2 → L3")
+    );
+    fake.wait("the SDM alert", || {
+        !with_text(&fake, ch, "SDM alert").is_empty()
+    })
+    .await;
+    let alert = &with_text(&fake, ch, "SDM alert")[0];
+    assert!(
+        alert["content"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("<@&{ROLE_SDM}>"))
+    );
+    fake.until("the SDM's direct message", |s| {
+        s.channels.iter().any(|c| c["type"] == json!(1))
+    })
+    .await;
+    fake.wait("the card edited after L3", || edits(&fake, card_id) > e1)
+        .await;
+
+    // +2h: the Plan B nudge, with buttons.
+    app.advance_to(&clock, at(START) + TimeDelta::hours(2))
+        .unwrap();
+    fake.wait("the Plan B nudge", || {
+        !with_text(&fake, ch, "Plan B deadline reached").is_empty()
+    })
+    .await;
+    let nudge = with_text(&fake, ch, "Plan B deadline reached").remove(0);
+    let buttons = nudge["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let open_b = buttons
+        .iter()
+        .find(|b| b["label"] == json!("Open Plan B"))
+        .expect("an Open Plan B button");
+    let custom = open_b["custom_id"].as_str().unwrap();
+
+    // A non-SDM pressing it is refused, only to them, and nothing changes.
+    let id = fake.press(ALICE, &nudge, custom);
+    let resp = fake.response(id).await;
+    assert_eq!(resp["data"]["flags"], json!(64), "{resp}");
+    assert!(
+        resp["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("/plan open is refused"),
+        "{resp}"
+    );
+    assert!(
+        !app.store()
+            .incident(IncidentId(1))
+            .unwrap()
+            .unwrap()
+            .tracks
+            .contains_key(&Plan::B)
+    );
+
+    // The SDM pressing it opens Plan B, as the command would.
+    let e2 = edits(&fake, card_id);
+    let id = fake.press(SAM, &nudge, custom);
+    let resp = fake.response(id).await;
+    assert!(
+        resp["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Plan B is open"),
+        "{resp}"
+    );
+    assert!(
+        app.store()
+            .incident(IncidentId(1))
+            .unwrap()
+            .unwrap()
+            .tracks
+            .contains_key(&Plan::B)
+    );
+    fake.wait("Plan B's post", || {
+        !with_text(&fake, ch, "Plan B opened by sam").is_empty()
+    })
+    .await;
+    fake.wait("the card edited after Plan B", || {
+        edits(&fake, card_id) > e2
+    })
+    .await;
+
+    // Resolution cancels everything.
+    let e3 = edits(&fake, card_id);
+    let id = fake.command(DANA, ch, "incident", json!([{"name": "resolve", "type": 1, "options": [
+        {"name": "summary", "type": 3, "value": "rebuilt from backup"}, {"name": "plan", "type": 3, "value": "B"}]}]));
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("resolved by Plan B")
+    );
+    fake.wait("the card shows resolution", || {
+        edits(&fake, card_id) > e3
+            && card(&fake, ch).1["embeds"][0]
+                .to_string()
+                .contains("resolved")
+    })
+    .await;
+    let count = fake.messages_in(ch).len();
+    app.advance_to(&clock, at(START) + TimeDelta::hours(14))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.messages_in(ch).len(),
+        count,
+        "nothing after resolution"
+    );
+    assert_eq!(app.store().pending_timers(), 0);
+    running.stop().await;
+    let n = fake.assert_valid();
+    assert!(n > 20, "validated only {n} bodies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_then_a_429_lose_no_nudge_and_duplicate_none() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let ch = open_incident(&fake).await;
+    fake.fault("POST", "/channels/*/messages", 500, None, 2);
+    fake.fault("POST", "/channels/*/messages", 429, Some(0.3), 1);
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::minutes(30))
+        .unwrap();
+    fake.wait("the L2 nudge after the faults", || {
+        !with_text(&fake, ch, "L1 → L2").is_empty()
+    })
+    .await;
+    fake.wait("Plan A's silence nudge too", || {
+        !with_text(&fake, ch, "has been silent").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(with_text(&fake, ch, "L1 → L2").len(), 1);
+    assert_eq!(with_text(&fake, ch, "has been silent").len(), 1);
+    let statuses: Vec<u16> = fake
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        statuses.windows(3).any(|w| w == [500, 500, 429]),
+        "{statuses:?}"
+    );
+    assert!(running.app.store().outbox().unwrap().is_empty());
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_incident_fires_what_fell_due_once() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let ch = open_incident(&fake).await;
+    running.stop().await;
+
+    // Down for 45 minutes: the L1 budget and Plan A's silence check fell due at +30m.
+    let later = Arc::new(VirtualClock::new(at(START) + TimeDelta::minutes(45)));
+    let running = bot(&fake, dir.path(), later).await;
+    fake.wait("the late L2 nudge", || {
+        !with_text(&fake, ch, "L1 → L2").is_empty()
+    })
+    .await;
+    fake.wait("the late silence nudge", || {
+        !with_text(&fake, ch, "has been silent").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let l2 = with_text(&fake, ch, "L1 → L2");
+    assert_eq!(l2.len(), 1);
+    assert!(
+        l2[0]["content"].as_str().unwrap().contains("15m late"),
+        "{}",
+        l2[0]["content"]
+    );
+    assert_eq!(with_text(&fake, ch, "has been silent").len(), 1);
+    // The same channel is reused, not a new one.
+    let incident_channels = fake
+        .state
+        .lock()
+        .unwrap()
+        .channels
+        .iter()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("inc-1-")))
+        .count();
+    assert_eq!(incident_channels, 1);
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_answers_are_truncated_visibly_not_rejected() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let help = warroom::spec::CommandSet::builtin().help(None).unwrap();
+    assert!(help.chars().count() > 2000, "the test needs a long answer");
+    let id = fake.command(ALICE, GENERAL, "help", json!([]));
+    let resp = fake.response(id).await;
+    let content = resp["data"]["content"].as_str().unwrap();
+    assert!(content.chars().count() <= 2000);
+    assert!(content.ends_with("(truncated)"), "{content}");
+    running.stop().await;
+    fake.assert_valid();
+}
+
+/// The fake itself: it must reject what Discord rejects, or the other tests prove nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_enforces_discords_rules() {
+    let fake = FakeDiscord::start().await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}/api/v10{p}", fake.base());
+    let post = |p: String, body: Value| {
+        http.post(p)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+
+    let long = "x".repeat(2001);
+    let r = post(
+        url(&format!("/channels/{GENERAL}/messages")),
+        json!({"content": long}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["code"],
+        50035
+    );
+
+    let r = post(
+        url(&format!("/guilds/{GUILD}/channels")),
+        json!({"name": "x".repeat(101)}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+
+    for i in 0..50 {
+        let r = post(
+            url(&format!("/guilds/{GUILD}/channels")),
+            json!({"name": format!("c{i}"), "parent_id": CATEGORY.to_string()}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = post(
+        url(&format!("/guilds/{GUILD}/channels")),
+        json!({"name": "c50", "parent_id": CATEGORY.to_string()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400, "50 channels per category");
+
+    // Interactions: one acknowledgement, within 3 s, with a token valid for 15 minutes.
+    for (id, age) in [(1u64, 0u64), (2, 4), (3, 16 * 60)] {
+        let mut st = fake.state.lock().unwrap();
+        st.interactions.insert(
+            id,
+            Interaction {
+                id,
+                token: format!("t{id}"),
+                created: std::time::Instant::now() - Duration::from_secs(age),
+                acked: false,
+                response: None,
+                response_after: None,
+                original_edit: None,
+            },
+        );
+    }
+    let cb = |id: u64| url(&format!("/interactions/{id}/t{id}/callback"));
+    let reply = json!({"type": 4, "data": {"content": "hi"}});
+    assert_eq!(post(cb(1), reply.clone()).await.unwrap().status(), 204);
+    let second = post(cb(1), reply.clone()).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&second.text().await.unwrap()).unwrap()["code"],
+        40060
+    );
+    let late = post(cb(2), reply.clone()).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&late.text().await.unwrap()).unwrap()["code"],
+        10062
+    );
+    let expired = post(cb(3), reply).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&expired.text().await.unwrap()).unwrap()["code"],
+        50027
+    );
+
+    // The OpenAPI check catches a body Discord would refuse.
+    if let Some(api) = OpenApi::load() {
+        let path = format!("/channels/{GENERAL}/messages");
+        assert_eq!(
+            api.validate("POST", &path, Some(&json!({"content": "fine"}))),
+            Ok(true)
+        );
+        assert!(
+            api.validate("POST", &path, Some(&json!({"content": 5, "embeds": "no"})))
+                .is_err()
+        );
+        assert!(
+            api.validate("POST", "/no/such/route", Some(&json!({})))
+                .is_err()
+        );
+    }
+}
