@@ -557,3 +557,40 @@ async fn the_fake_enforces_discords_rules() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_reconnect_starts_nothing_twice() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let ch = open_incident(&fake).await;
+    let before = fake.state.lock().unwrap().identified;
+    fake.ask_reconnect();
+    fake.until("the bot identifies again", |s| s.identified > before)
+        .await;
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::minutes(30))
+        .unwrap();
+    fake.wait("the L2 nudge", || {
+        !with_text(&fake, ch, "L1 → L2").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        with_text(&fake, ch, "L1 → L2").len(),
+        1,
+        "one scheduler, one courier"
+    );
+    // Interactions still reach the bot after the reconnect.
+    let id = fake.command(BOB, ch, "ack", json!([]));
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged")
+    );
+    running.stop().await;
+    fake.assert_valid();
+}

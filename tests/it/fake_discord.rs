@@ -515,6 +515,10 @@ async fn gateway(s: Shared, mut socket: WebSocket) {
                 if v["op"] == 2 {
                     break;
                 }
+                if v["op"] == 6 {
+                    // RESUME: this fake keeps no sessions, so the session is not resumable.
+                    let _ = socket.send(send(json!({"op": 9, "d": false}))).await;
+                }
                 if v["op"] == 1 {
                     let _ = socket.send(send(json!({"op": 11}))).await;
                 }
@@ -550,8 +554,10 @@ async fn gateway(s: Shared, mut socket: WebSocket) {
             },
             ev = rx.recv() => match ev {
                 Some(mut ev) => {
-                    seq += 1;
-                    ev["s"] = json!(seq);
+                    if ev["op"] == 0 {
+                        seq += 1;
+                        ev["s"] = json!(seq);
+                    }
                     if socket.send(send(ev)).await.is_err() {
                         return;
                     }
@@ -652,6 +658,17 @@ impl FakeDiscord {
             .expect("the bot is connected");
         tx.send(json!({"op": 0, "t": t, "d": d}))
             .expect("gateway open");
+    }
+
+    /// Asks the bot to reconnect (gateway op 7), as Discord does during maintenance.
+    pub fn ask_reconnect(&self) {
+        let tx = self
+            .gateway
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the bot is connected");
+        tx.send(json!({"op": 7, "d": null})).expect("gateway open");
     }
 
     fn member(user: u64, name: &str, roles: &[u64]) -> Value {
