@@ -76,10 +76,14 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         rounds: usize,
     },
-    /// Prints the post-incident report of an incident.
+    /// Prints the post-incident report of an incident, or (without one) the index of all
+    /// incidents with drills set apart.
     Report {
         /// The incident, like INC-1.
-        incident: String,
+        incident: Option<String>,
+        /// Also write the report's timeline chart as SVG to this file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
         #[command(flatten)]
         data: DataArg,
         #[arg(long, value_enum, default_value = "md")]
@@ -188,15 +192,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Report {
             incident,
+            svg,
             data,
             format,
         } => {
-            let id: IncidentId = incident.parse().map_err(anyhow::Error::msg)?;
             let store = Store::open(&data.data)?;
+            let Some(incident) = incident else {
+                let all = store.incidents()?;
+                let events: Vec<_> = all
+                    .iter()
+                    .map(|i| store.events(i.id))
+                    .collect::<Result<_, _>>()?;
+                let pairs: Vec<_> = all.iter().zip(events.iter().map(Vec::as_slice)).collect();
+                print!("{}", render::index(&pairs));
+                return Ok(());
+            };
+            let id: IncidentId = incident.parse().map_err(anyhow::Error::msg)?;
             let inc = store
                 .incident(id)?
                 .with_context(|| format!("{id} does not exist in {}", data.data.display()))?;
             let events = store.events(id)?;
+            if let Some(path) = svg {
+                let chart = warroom::domain::chart::svg(&inc, &events, chrono::Utc::now());
+                std::fs::write(&path, chart)
+                    .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+            }
             match format {
                 ReportFormat::Md => print!("{}", render::report(&inc, &events)),
                 ReportFormat::Json => println!(

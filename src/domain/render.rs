@@ -287,3 +287,40 @@ pub fn report(inc: &Incident, events: &[Event]) -> String {
     }
     md
 }
+
+/// The index of all incidents, drills set apart from real incidents.
+pub fn index(all: &[(&Incident, &[Event])]) -> String {
+    let mut md = String::from("# Incidents\n");
+    for (heading, drill) in [("Incidents", false), ("DR drills", true)] {
+        md.push_str(&format!(
+            "\n## {heading}\n\n| id | severity | service | title | opened | state | winning plan | open → resolution |\n|---|---|---|---|---|---|---|---|\n"
+        ));
+        let mut any = false;
+        for (inc, events) in all.iter().filter(|(i, _)| i.is_drill() == drill) {
+            any = true;
+            let (state, plan) = match &inc.state {
+                IncidentState::Open => ("open".to_string(), "—".to_string()),
+                IncidentState::Resolved { plan, .. } => (
+                    "resolved".to_string(),
+                    plan.map_or("not recorded".into(), |p| format!("Plan {p}")),
+                ),
+            };
+            let total = durations(inc, events)
+                .last()
+                .and_then(|(_, d)| *d)
+                .map_or("—".into(), human);
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {state} | {plan} | {total} |\n",
+                inc.id,
+                inc.severity,
+                inc.service,
+                inc.title.replace('|', "\\|"),
+                stamp(inc.opened_at)
+            ));
+        }
+        if !any {
+            md.push_str("| — | | | | | | | |\n");
+        }
+    }
+    md
+}

@@ -7,4 +7,5 @@ mod engine;
 mod fake_discord;
 mod helpers;
 mod layout;
+mod report;
 mod store;
