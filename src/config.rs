@@ -10,7 +10,8 @@ use toml::{Table, Value};
 
 use crate::domain::policy::is_role_key;
 use crate::domain::{
-    Permissions, Policy, Principal, RoleKey, Roster, Severity, SeverityPolicy, Tier, UserName,
+    Permissions, Plan, PlanTemplate, Policy, Principal, RoleKey, Roster, ServicePolicy, Severity,
+    SeverityPolicy, Tier, UserName,
 };
 use crate::spec::CommandSet;
 
@@ -22,7 +23,13 @@ pub const DEFAULT_USER_FILE: &str = "config/warroom.toml";
 
 /// Tables that a user's file replaces wholesale instead of merging key by key: a real roster
 /// must not inherit the demo people.
-const REPLACED_TABLES: &[&str] = &["roster", "permissions", "discord.roles", "discord.users"];
+const REPLACED_TABLES: &[&str] = &[
+    "roster",
+    "permissions",
+    "services",
+    "discord.roles",
+    "discord.users",
+];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -246,7 +253,14 @@ impl Config {
         r.only_keys(
             t,
             "",
-            &["policy", "permissions", "roster", "console", "discord"],
+            &[
+                "policy",
+                "permissions",
+                "roster",
+                "console",
+                "discord",
+                "services",
+            ],
         )?;
 
         let policy_t = r
@@ -481,13 +495,15 @@ impl Config {
                 }
             }
         }
-        let extra_roles = discord.roles.keys().cloned().collect();
+        let extra_roles: BTreeSet<RoleKey> = discord.roles.keys().cloned().collect();
+        let services = read_services(&r, t)?;
         Ok(Config {
             policy: Policy {
                 severities,
                 permissions,
                 roster,
                 extra_roles,
+                services,
             },
             console_user,
             discord,
@@ -565,6 +581,104 @@ impl Config {
         );
         out
     }
+}
+
+fn string_list(r: &Reader, key: &str, v: Option<&Value>) -> Result<Vec<String>, ConfigError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                other => Err(r.err(
+                    key,
+                    format!("expected a list of non-empty strings, found {other}"),
+                )),
+            })
+            .collect(),
+        Some(other) => Err(r.err(
+            key,
+            format!("expected a list of strings, found {}", other.type_str()),
+        )),
+    }
+}
+
+/// `[services.NAME]`: runbook links, plan templates, drill schedule.
+fn read_services(r: &Reader, t: &Table) -> Result<BTreeMap<String, ServicePolicy>, ConfigError> {
+    let mut services = BTreeMap::new();
+    let Some(st) = r.table(t, "services", "services")? else {
+        return Ok(services);
+    };
+    for (name, v) in st {
+        let path = format!("services.{name}");
+        let Value::Table(svc) = v else {
+            return Err(r.err(&path, "expected a table like [services.mail]"));
+        };
+        r.only_keys(svc, &path, &["runbook", "drill_every", "plans"])?;
+        let mut sp = ServicePolicy {
+            runbook: string_list(r, &format!("{path}.runbook"), svc.get("runbook"))?,
+            ..Default::default()
+        };
+        if svc.contains_key("drill_every") {
+            sp.drill_every = r.duration(svc, "drill_every", &format!("{path}.drill_every"))?;
+        }
+        if let Some(plans) = r.table(svc, "plans", &format!("{path}.plans"))? {
+            for (letter, pv) in plans {
+                let ppath = format!("{path}.plans.{letter}");
+                let plan: Plan = letter
+                    .parse()
+                    .ok()
+                    .filter(|p| *p != Plan::A)
+                    .ok_or_else(|| r.err(&ppath, "expected a plan letter B, C or D"))?;
+                let Value::Table(pt) = pv else {
+                    return Err(r.err(
+                        &ppath,
+                        "expected a table with title, lead_role, cadence, checklist",
+                    ));
+                };
+                r.only_keys(pt, &ppath, &["title", "lead_role", "cadence", "checklist"])?;
+                let title = r
+                    .string(pt, "title", &format!("{ppath}.title"))?
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or_else(|| {
+                        r.err(
+                            &format!("{ppath}.title"),
+                            "missing; expected the plan's goal",
+                        )
+                    })?;
+                let lead_role = match r.string(pt, "lead_role", &format!("{ppath}.lead_role"))? {
+                    Some(k) if is_role_key(&k) => Some(RoleKey::new(&k)),
+                    Some(k) => {
+                        return Err(r.err(
+                            &format!("{ppath}.lead_role"),
+                            format!("expected a role key like \"rebuild\", found \"{k}\""),
+                        ));
+                    }
+                    None => None,
+                };
+                let cadence = if pt.contains_key("cadence") {
+                    r.duration(pt, "cadence", &format!("{ppath}.cadence"))?
+                } else {
+                    None
+                };
+                let checklist = string_list(r, &format!("{ppath}.checklist"), pt.get("checklist"))?;
+                if checklist.len() > 20 {
+                    return Err(r.err(&format!("{ppath}.checklist"), "at most 20 items"));
+                }
+                sp.plans.insert(
+                    plan,
+                    PlanTemplate {
+                        title,
+                        lead_role,
+                        cadence,
+                        checklist,
+                    },
+                );
+            }
+        }
+        services.insert(name.clone(), sp);
+    }
+    Ok(services)
 }
 
 /// The variables that configure warroom, from the process environment.

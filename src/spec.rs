@@ -80,6 +80,8 @@ pub enum OptionType {
     Choice,
     Nudge,
     Deadline,
+    /// A whole number from 1, such as a checklist item.
+    Number,
 }
 
 impl OptionType {
@@ -96,6 +98,7 @@ impl OptionType {
             "choice" => Self::Choice,
             "nudge" => Self::Nudge,
             "deadline" => Self::Deadline,
+            "number" => Self::Number,
             _ => return None,
         })
     }
@@ -126,6 +129,7 @@ impl OptionSpec {
             OptionType::Choice => format!("<{}>", self.choices.join("|")),
             OptionType::Nudge => "<nudge number>".into(),
             OptionType::Deadline => "<30m or 23:40>".into(),
+            OptionType::Number => "<number>".into(),
         }
     }
 }
@@ -385,6 +389,7 @@ pub enum Value {
     Choice(String),
     Nudge(NudgeId),
     Deadline(Deadline),
+    Number(u32),
 }
 
 /// A command line with its options checked against the definition.
@@ -522,6 +527,12 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             .filter(|n| *n > 0)
             .map(|n| Value::Nudge(NudgeId(n)))
             .ok_or_else(|| bad("a nudge number, as shown on the nudge (e.g. 3)")),
+        OptionType::Number => raw_t
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Value::Number)
+            .ok_or_else(|| bad("a whole number from 1")),
         OptionType::Deadline => {
             if let Some(d) = parse_duration(raw_t) {
                 Ok(Value::Deadline(Deadline::In(d)))
@@ -835,7 +846,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
     ("plan open", |i| {
         Ok(Request::Change(Command::PlanOpen {
             plan: i.plan("plan").ok_or_else(|| missing(&i.path, "plan"))?,
-            title: i.need_text("title"),
+            title: i.text("title"),
             lead: i.user("lead"),
             team: match i.values.get("team") {
                 Some(Value::Team(r)) => Some(r.clone()),
@@ -862,6 +873,15 @@ pub const HANDLERS: &[(&str, Handler)] = &[
             plan: i.plan("plan").ok_or_else(|| missing(&i.path, "plan"))?,
             outcome,
             note: i.text("note"),
+        }))
+    }),
+    ("plan check", |i| {
+        Ok(Request::Change(Command::PlanCheck {
+            plan: i.plan("plan").ok_or_else(|| missing(&i.path, "plan"))?,
+            item: match i.values.get("item") {
+                Some(Value::Number(n)) => *n,
+                _ => return Err(missing(&i.path, "item")),
+            },
         }))
     }),
     ("plan decline", |i| {

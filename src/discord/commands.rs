@@ -21,7 +21,9 @@ fn option(o: &OptionSpec) -> CreateCommandOption {
         | OptionType::Choice
         | OptionType::Deadline => CommandOptionType::String,
         OptionType::Boolean => CommandOptionType::Boolean,
-        OptionType::Severity | OptionType::Tier | OptionType::Nudge => CommandOptionType::Integer,
+        OptionType::Severity | OptionType::Tier | OptionType::Nudge | OptionType::Number => {
+            CommandOptionType::Integer
+        }
         OptionType::User => CommandOptionType::User,
         OptionType::Team => CommandOptionType::Role,
     };
@@ -52,7 +54,7 @@ fn option(o: &OptionSpec) -> CreateCommandOption {
                 c = c.add_string_choice(ch, ch);
             }
         }
-        OptionType::Nudge => c = c.min_int_value(1),
+        OptionType::Nudge | OptionType::Number => c = c.min_int_value(1),
         _ => {}
     }
     if let Some(max) = o.max_length {

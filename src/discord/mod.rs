@@ -287,8 +287,13 @@ fn button_line(custom_id: &str, app: &App) -> Option<(IncidentId, String)> {
     }
     let action = parts.next()?;
     let inc = IncidentId(parts.next()?.parse().ok()?);
-    let nudge: u32 = parts.next()?.parse().ok()?;
+    let arg = parts.next()?;
+    let nudge = arg;
     let line = match action {
+        "check" => {
+            let (plan, item) = arg.split_at(1);
+            format!("/plan check plan:{plan} item:{item}")
+        }
         "ack" => format!("/ack nudge:{nudge}"),
         "snooze" => {
             format!("/snooze nudge:{nudge} duration:15m reason:\"snoozed from the nudge button\"")
@@ -306,9 +311,20 @@ fn button_line(custom_id: &str, app: &App) -> Option<(IncidentId, String)> {
             } else {
                 ""
             };
-            format!(
-                "/plan open plan:B title:\"Fallback: restore {service} (opened from the Plan B nudge)\"{team}"
-            )
+            let templated = app
+                .config()
+                .policy
+                .services
+                .get(&service)
+                .is_some_and(|s| s.plans.contains_key(&crate::domain::Plan::B));
+            if templated {
+                // The service's Plan B template supplies title, team, cadence and checklist.
+                "/plan open plan:B".to_string()
+            } else {
+                format!(
+                    "/plan open plan:B title:\"Fallback: restore {service} (opened from the Plan B nudge)\"{team}"
+                )
+            }
         }
         _ => return None,
     };

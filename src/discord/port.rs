@@ -249,23 +249,62 @@ impl DiscordPort {
             .nonce(Nonce::String(nonce))
             .enforce_nonce(true);
         if !msg.buttons.is_empty() {
-            let buttons = msg
+            let nudge = msg.nudge.map_or(0, |n| n.0).to_string();
+            let inc = msg.incident.0;
+            let buttons: Vec<CreateButton> = msg
                 .buttons
                 .iter()
                 .map(|b| {
-                    let nudge = msg.nudge.map_or(0, |n| n.0);
-                    let (id, label, style) = match b {
-                        Button::Ack => ("ack", "Acknowledge", ButtonStyle::Primary),
-                        Button::Snooze15m => ("snooze", "Snooze 15m", ButtonStyle::Secondary),
-                        Button::Escalate => ("escalate", "Escalate", ButtonStyle::Danger),
-                        Button::OpenPlanB => ("planb", "Open Plan B", ButtonStyle::Success),
+                    let (id, label, style, arg) = match b {
+                        Button::Ack => (
+                            "ack",
+                            "Acknowledge".to_string(),
+                            ButtonStyle::Primary,
+                            nudge.clone(),
+                        ),
+                        Button::Snooze15m => (
+                            "snooze",
+                            "Snooze 15m".into(),
+                            ButtonStyle::Secondary,
+                            nudge.clone(),
+                        ),
+                        Button::Escalate => (
+                            "escalate",
+                            "Escalate".into(),
+                            ButtonStyle::Danger,
+                            nudge.clone(),
+                        ),
+                        Button::OpenPlanB => (
+                            "planb",
+                            "Open Plan B".into(),
+                            ButtonStyle::Success,
+                            nudge.clone(),
+                        ),
+                        Button::Check { plan, item } => (
+                            "check",
+                            format!("Tick {item}"),
+                            ButtonStyle::Secondary,
+                            format!("{plan}{item}"),
+                        ),
+                        Button::StartDrill => (
+                            "drill",
+                            "Start the drill".into(),
+                            ButtonStyle::Success,
+                            msg.channel.clone(),
+                        ),
                     };
-                    CreateButton::new(format!("wr:{id}:{}:{nudge}", msg.incident.0))
+                    CreateButton::new(fit(&format!("wr:{id}:{inc}:{arg}"), 100))
                         .label(label)
                         .style(style)
                 })
                 .collect();
-            m = m.components(vec![CreateActionRow::Buttons(buttons)]);
+            // Discord takes at most five buttons a row and five rows.
+            let rows = buttons
+                .chunks(5)
+                .take(5)
+                .map(|row| CreateActionRow::Buttons(row.to_vec()))
+                .collect();
+            m = m.components(rows);
         }
         m
     }

@@ -55,7 +55,8 @@ pub enum Command {
     },
     PlanOpen {
         plan: Plan,
-        title: String,
+        /// None: the service's template for this plan.
+        title: Option<String>,
         lead: Option<UserName>,
         team: Option<RoleKey>,
         cadence: Option<TimeDelta>,
@@ -72,6 +73,10 @@ pub enum Command {
     },
     PlanDecline {
         reason: String,
+    },
+    PlanCheck {
+        plan: Plan,
+        item: u32,
     },
     Update {
         text: String,
@@ -121,6 +126,7 @@ impl Command {
             Command::PlanAssign { .. } => "plan assign",
             Command::PlanClose { .. } => "plan close",
             Command::PlanDecline { .. } => "plan decline",
+            Command::PlanCheck { .. } => "plan check",
             Command::Update { .. } => "update",
             Command::Ack { .. } => "ack",
             Command::Snooze { .. } => "snooze",
@@ -137,7 +143,8 @@ impl Command {
         match self {
             Command::PlanOpen { plan, .. }
             | Command::PlanAssign { plan, .. }
-            | Command::PlanClose { plan, .. } => Some(*plan),
+            | Command::PlanClose { plan, .. }
+            | Command::PlanCheck { plan, .. } => Some(*plan),
             Command::Update { plan, .. } | Command::Handover { plan, .. } => *plan,
             _ => None,
         }

@@ -59,6 +59,13 @@ pub enum Button {
     Snooze15m,
     Escalate,
     OpenPlanB,
+    /// Tick item `item` (from 1) of a plan's checklist.
+    Check {
+        plan: Plan,
+        item: u32,
+    },
+    /// Start the due DR drill of the service named in the message.
+    StartDrill,
 }
 
 /// A message for the incident's channel.
@@ -698,6 +705,7 @@ pub fn open(
         closed_at: None,
         outcome_note: None,
         handover: None,
+        checklist: Vec::new(),
     };
     let inc = Incident {
         id,
@@ -747,6 +755,11 @@ pub fn open(
         EventKind::Opened,
         format!("opened {id} ({severity}, {service}): {title}"),
     );
+    if let Some(svc) = ctx.policy.services.get(service)
+        && !svc.runbook.is_empty()
+    {
+        plan_lines.push(format!("DR runbook: {}", svc.runbook.join(" ")));
+    }
     let schedule = if plan_lines.is_empty() {
         String::new()
     } else {
@@ -904,6 +917,41 @@ pub fn handle(
             team,
             cadence,
         } => {
+            let template = ctx
+                .policy
+                .services
+                .get(&w.inc.service)
+                .and_then(|s| s.plans.get(plan));
+            let title = match (title, template) {
+                (Some(t), _) => t.clone(),
+                (None, Some(t)) => t.title.clone(),
+                (None, None) => {
+                    return refuse(
+                        RefusalKind::Invalid,
+                        format!(
+                            "option 'title' is needed: service '{}' has no Plan {plan} template",
+                            w.inc.service
+                        ),
+                    );
+                }
+            };
+            let team = team
+                .clone()
+                .or_else(|| template.and_then(|t| t.lead_role.clone()));
+            let cadence = cadence.or_else(|| template.and_then(|t| t.cadence));
+            let checklist: Vec<ChecklistItem> = template
+                .filter(|t| title == t.title)
+                .map(|t| {
+                    t.checklist
+                        .iter()
+                        .map(|text| ChecklistItem {
+                            text: text.clone(),
+                            done: None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (title, team) = (&title, &team);
             if *plan == Plan::A {
                 return refuse(
                     RefusalKind::Conflict,
@@ -934,7 +982,7 @@ pub fn handle(
                 );
             }
             if let Some(c) = cadence
-                && *c < TimeDelta::minutes(1)
+                && c < TimeDelta::minutes(1)
             {
                 return refuse(
                     RefusalKind::Invalid,
@@ -959,6 +1007,7 @@ pub fn handle(
                     closed_at: None,
                     outcome_note: None,
                     handover: None,
+                    checklist: checklist.clone(),
                 },
             );
             w.arm_silence(*plan, now);
@@ -994,7 +1043,74 @@ pub fn handle(
                 format!("Plan {plan} opened by {who}: {title} · {staff} · {every}. It runs in parallel with the other plans."),
                 mentions,
             );
+            if !checklist.is_empty() {
+                let items = checklist
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{}. [ ] {}", i + 1, c.text))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let text = w.drill_mark(format!(
+                    "Plan {plan} runbook checklist (tick with /plan check plan:{plan} item:N):\n{items}"
+                ));
+                w.messages.push(Message {
+                    at: now,
+                    kind: MessageKind::Card,
+                    text,
+                    mentions: Vec::new(),
+                    buttons: (1..=checklist.len() as u32)
+                        .map(|item| Button::Check { plan: *plan, item })
+                        .collect(),
+                    nudge: None,
+                });
+            }
             format!("Plan {plan} is open ({staff}).")
+        }
+        Command::PlanCheck { plan, item } => {
+            let track = w.active_track(*plan)?;
+            let n = track.checklist.len();
+            if n == 0 {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("Plan {plan} has no checklist; it did not open from a template"),
+                );
+            }
+            let idx = *item as usize;
+            if idx == 0 || idx > n {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!("option 'item': Plan {plan}'s checklist has items 1 to {n}"),
+                );
+            }
+            let entry = &track.checklist[idx - 1];
+            if let Some((at, by)) = &entry.done {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!(
+                        "item {idx} of Plan {plan} was already ticked by {by} at {}",
+                        clock(*at)
+                    ),
+                );
+            }
+            let text = entry.text.clone();
+            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            track.checklist[idx - 1].done = Some((now, who.clone()));
+            let done = track.checklist.iter().filter(|c| c.done.is_some()).count();
+            w.event(
+                EventKind::ChecklistTicked {
+                    plan: *plan,
+                    item: *item,
+                },
+                format!("Plan {plan} checklist {idx}/{n} done: {text}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!(
+                    "{who} ticked Plan {plan} checklist item {idx}: {text} ({done} of {n} done)."
+                ),
+                vec![],
+            );
+            format!("Ticked item {idx} of Plan {plan} ({done} of {n} done).")
         }
         Command::PlanAssign { plan, lead, member } => {
             w.active_track(*plan)?;

@@ -11,4 +11,6 @@ pub mod render;
 pub use command::{Command, Deadline};
 pub use engine::{Actor, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind};
 pub use model::*;
-pub use policy::{Permissions, Policy, Principal, Roster, SeverityPolicy};
+pub use policy::{
+    Permissions, PlanTemplate, Policy, Principal, Roster, ServicePolicy, SeverityPolicy,
+};

@@ -401,6 +401,15 @@ pub struct Track {
     pub closed_at: Option<DateTime<Utc>>,
     pub outcome_note: Option<String>,
     pub handover: Option<PendingHandover>,
+    /// The runbook checklist, when the plan opened from a template.
+    #[serde(default)]
+    pub checklist: Vec<ChecklistItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    pub text: String,
+    pub done: Option<(DateTime<Utc>, UserName)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -607,6 +616,7 @@ pub enum EventKind {
     PlanClosed { plan: Plan, state: TrackState },
     PlanBDeclined,
     Update { plan: Plan },
+    ChecklistTicked { plan: Plan, item: u32 },
     Nudged { nudge: NudgeId, repeat: u32 },
     Acknowledged { nudge: NudgeId },
     Snoozed { nudge: NudgeId },

@@ -187,6 +187,24 @@ impl Roster {
     }
 }
 
+/// A ready-made fallback plan for a service: what `/plan open` fills in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanTemplate {
+    pub title: String,
+    pub lead_role: Option<RoleKey>,
+    pub cadence: Option<TimeDelta>,
+    pub checklist: Vec<String>,
+}
+
+/// What the configuration knows about one service: its DR runbook, plan templates and drills.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServicePolicy {
+    pub runbook: Vec<String>,
+    pub plans: BTreeMap<super::model::Plan, PlanTemplate>,
+    /// How often a DR drill is due for this service.
+    pub drill_every: Option<TimeDelta>,
+}
+
 /// The whole policy the engine consults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
@@ -195,6 +213,8 @@ pub struct Policy {
     pub roster: Roster,
     /// Role keys known beyond the roster (for example mapped to Discord roles).
     pub extra_roles: BTreeSet<RoleKey>,
+    /// Per service (by name, as in `/incident open service:`).
+    pub services: BTreeMap<String, ServicePolicy>,
 }
 
 impl Policy {

@@ -211,7 +211,7 @@ fn handover_nudges_both_until_acknowledged_then_only_the_new_lead() {
         "sam",
         Command::PlanOpen {
             plan: Plan::B,
-            title: "Rebuild".into(),
+            title: Some("Rebuild".into()),
             lead: Some(UserName::new("carol")),
             team: None,
             cadence: None,
