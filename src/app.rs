@@ -164,7 +164,24 @@ impl App {
                 Exercise::Real
             };
             return match engine::open(&ctx, actor, id, title, *severity, service, exercise) {
-                Ok(d) => self.apply(None, d, None),
+                Ok(d) => {
+                    let r = self.apply(None, d, None);
+                    // A drill restarts its service's drill clock.
+                    let every = self
+                        .config
+                        .policy
+                        .services
+                        .get(service.trim())
+                        .and_then(|s| s.drill_every);
+                    if *drill
+                        && r.kind == ReplyKind::Reply
+                        && let Some(every) = every
+                        && let Err(e) = self.store.set_drill(service.trim(), Some(now + every), &[])
+                    {
+                        tracing::error!(error = %e, "cannot reschedule the drill");
+                    }
+                    r
+                }
                 Err(r) => Response::error(format!("{r}\nusage: {usage}")),
             };
         }
@@ -283,15 +300,96 @@ impl App {
         }
     }
 
-    /// The next deadline, if any timer is pending.
+    /// The channel name for messages that belong to no incident (drill reminders).
+    pub const OPS_CHANNEL: &'static str = "warroom";
+
+    /// Brings the drill schedule in line with the configuration: a service with `drill_every`
+    /// and no schedule gets its first drill one interval from now; one without loses it.
+    pub fn init_drills(&self) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        let now = self.clock.now();
+        let scheduled = self.store.drills()?;
+        for (name, svc) in &self.config.policy.services {
+            let has = scheduled.iter().any(|(_, s)| s == name);
+            match svc.drill_every {
+                Some(every) if !has => self.store.set_drill(name, Some(now + every), &[])?,
+                _ => {}
+            }
+        }
+        for (_, name) in scheduled {
+            let wanted = self
+                .config
+                .policy
+                .services
+                .get(&name)
+                .is_some_and(|s| s.drill_every.is_some());
+            if !wanted {
+                self.store.set_drill(&name, None, &[])?;
+            }
+        }
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    /// The next deadline, if any timer or drill is pending.
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.store.next_timer()?.map(|t| t.due))
+        let timer = self.store.next_timer()?.map(|t| t.due);
+        let drill = self.store.drill_first()?.map(|(d, _)| d);
+        Ok(match (timer, drill) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Nudges the SDM about a due drill and schedules a daily reminder until one is opened.
+    fn fire_drill(
+        &self,
+        service: &str,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let every = self
+            .config
+            .policy
+            .services
+            .get(service)
+            .and_then(|s| s.drill_every);
+        let Some(every) = every else {
+            return self.store.set_drill(service, None, &[]);
+        };
+        let m = engine::drill_due(service, every, due, now);
+        let out = Outgoing {
+            id: self.store.outbox_id()?,
+            incident: IncidentId(0),
+            channel: Self::OPS_CHANNEL.to_string(),
+            at: m.at,
+            kind: m.kind,
+            text: m.text,
+            mentions: m.mentions,
+            buttons: m.buttons,
+            nudge: None,
+        };
+        self.store.set_drill(
+            service,
+            Some(now + chrono::TimeDelta::days(1)),
+            std::slice::from_ref(&out),
+        )?;
+        self.outbox_ready.notify_one();
+        Ok(())
     }
 
     /// Fires the earliest timer if it is due at `now`. Returns whether one was fired.
     pub fn fire_one(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let _guard = self.lock();
-        let Some(t) = self.store.next_timer()? else {
+        let timer = self.store.next_timer()?;
+        if let Some((due, service)) = self.store.drill_first()?
+            && due <= now
+            && timer.as_ref().is_none_or(|t| t.due >= due)
+        {
+            self.fire_drill(&service, due, now)?;
+            return Ok(true);
+        }
+        let Some(t) = timer else {
             return Ok(false);
         };
         if t.due > now {

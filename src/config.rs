@@ -49,6 +49,9 @@ pub enum ConfigError {
 pub struct DiscordConfig {
     pub guild_id: Option<u64>,
     pub incident_category_id: Option<u64>,
+    /// Where messages that belong to no incident go (drill reminders); they also reach the SDM
+    /// by direct message.
+    pub ops_channel_id: Option<u64>,
     pub dm_sdm: bool,
     /// Tests only: a fake Discord's base URL. Turns serenity's rate limiter off.
     pub api_base: Option<String>,
@@ -430,6 +433,7 @@ impl Config {
             &[
                 "guild_id",
                 "incident_category_id",
+                "ops_channel_id",
                 "dm_sdm",
                 "api_base",
                 "roles",
@@ -438,6 +442,7 @@ impl Config {
         )?;
         let mut discord = DiscordConfig {
             guild_id: r.id(&dt, "guild_id", "discord.guild_id")?,
+            ops_channel_id: r.id(&dt, "ops_channel_id", "discord.ops_channel_id")?,
             incident_category_id: r.id(
                 &dt,
                 "incident_category_id",

@@ -325,6 +325,7 @@ pub async fn run(
         current: None,
         channel: "console".into(),
     };
+    app.init_drills()?;
     session.set_current(app.latest_open()?.map(|i| i.id));
     if opts.format == Format::Text {
         eprintln!(

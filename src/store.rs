@@ -98,6 +98,7 @@ pub struct Store {
     dead: sled::Tree,
     meta: sled::Tree,
     adapter: sled::Tree,
+    schedule: sled::Tree,
     dir: PathBuf,
     _lock: File,
 }
@@ -206,6 +207,7 @@ impl Store {
             dead: tree("dead_letters")?,
             meta: tree("meta")?,
             adapter: tree("adapter")?,
+            schedule: tree("drill_schedule")?,
             db,
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -449,6 +451,78 @@ impl Store {
             .transaction(|(out, dead)| {
                 out.remove(&key)?;
                 dead.insert(&key, to_json(&record))?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
+                TransactionError::Storage(e) => e.into(),
+            })?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The earliest scheduled drill: (due, service).
+    pub fn drill_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        Ok(self.schedule.first()?.and_then(|(k, v)| {
+            let ms = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
+            let due = Utc.timestamp_millis_opt(ms as i64).single()?;
+            Some((due, String::from_utf8_lossy(&v).into_owned()))
+        }))
+    }
+
+    /// Every scheduled drill: (due, service).
+    pub fn drills(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.schedule.iter() {
+            let (k, v) = kv?;
+            if let Some(ms) = k
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                && let Some(due) = Utc.timestamp_millis_opt((ms ^ (1 << 63)) as i64).single()
+            {
+                out.push((due, String::from_utf8_lossy(&v).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn drill_key(due: DateTime<Utc>, service: &str) -> Vec<u8> {
+        let mut k = millis_key(due).to_vec();
+        k.extend_from_slice(service.as_bytes());
+        k
+    }
+
+    /// Sets (or with `due` None, removes) a service's next drill, and queues `outbox` with it in
+    /// one transaction.
+    pub fn set_drill(
+        &self,
+        service: &str,
+        due: Option<DateTime<Utc>>,
+        outbox: &[Outgoing],
+    ) -> Result<(), StoreError> {
+        let old: Vec<Vec<u8>> = self
+            .drills()?
+            .into_iter()
+            .filter(|(_, s)| s == service)
+            .map(|(d, s)| Self::drill_key(d, &s))
+            .collect();
+        let new = due.map(|d| Self::drill_key(d, service));
+        let out: Vec<([u8; 8], Vec<u8>)> = outbox
+            .iter()
+            .map(|o| (o.id.to_be_bytes(), to_json(o)))
+            .collect();
+        (&self.schedule, &self.outbox)
+            .transaction(|(sched, ob)| {
+                for k in &old {
+                    sched.remove(k.as_slice())?;
+                }
+                if let Some(k) = &new {
+                    sched.insert(k.as_slice(), service.as_bytes())?;
+                }
+                for (k, v) in &out {
+                    ob.insert(k, v.as_slice())?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {

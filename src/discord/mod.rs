@@ -98,6 +98,7 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .context("discord.guild_id is not set; put your server's id in the configuration")?;
     let store = Store::open(&opts.data)?;
     let app = Arc::new(App::new(store, cfg.clone(), opts.clock.clone()));
+    app.init_drills()?;
     let api_base = cfg.discord.api_base.clone();
     let http = http(&opts.token, api_base.as_deref());
     let info = http
@@ -290,6 +291,15 @@ fn button_line(custom_id: &str, app: &App) -> Option<(IncidentId, String)> {
     let arg = parts.next()?;
     let nudge = arg;
     let line = match action {
+        "drill" => {
+            let service = arg;
+            if !app.config().policy.services.contains_key(service) {
+                return None;
+            }
+            format!(
+                "/incident open title:\"DR drill: {service}\" severity:2 service:{service} drill:true"
+            )
+        }
         "check" => {
             let (plan, item) = arg.split_at(1);
             format!("/plan check plan:{plan} item:{item}")

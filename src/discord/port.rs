@@ -286,11 +286,11 @@ impl DiscordPort {
                             ButtonStyle::Secondary,
                             format!("{plan}{item}"),
                         ),
-                        Button::StartDrill => (
+                        Button::StartDrill { service } => (
                             "drill",
                             "Start the drill".into(),
                             ButtonStyle::Success,
-                            msg.channel.clone(),
+                            service.clone(),
                         ),
                     };
                     CreateButton::new(fit(&format!("wr:{id}:{inc}:{arg}"), 100))
@@ -362,27 +362,7 @@ impl DiscordPort {
             return Ok(());
         }
         for (i, user) in self.sdm_user_ids(inc).into_iter().enumerate() {
-            let key = format!("discord/dm/{user}");
-            let dm = match self.get_id(&key) {
-                Some(id) => ChannelId::new(id),
-                None => {
-                    let made = self
-                        .send(
-                            Route::UserMeDmChannels,
-                            LightMethod::Post,
-                            Self::json(&json!({ "recipient_id": user.to_string() })),
-                        )
-                        .await?;
-                    let id = made["id"]
-                        .as_str()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            Self::permanent("Discord answered a DM channel without an id")
-                        })?;
-                    self.put_id(&key, id)?;
-                    ChannelId::new(id)
-                }
-            };
+            let dm = self.dm_channel(user).await?;
             let mut dm_msg = msg.clone();
             dm_msg.text = format!("{} in <#{}>: {}", inc.id, channel, msg.text);
             dm_msg.buttons.clear();
@@ -390,6 +370,55 @@ impl DiscordPort {
             self.post(dm, &m).await?;
         }
         Ok(())
+    }
+
+    /// A message that belongs to no incident: to the ops channel if configured, and to the SDMs.
+    async fn ops(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        let d = &self.app.config().discord;
+        if let Some(ch) = d.ops_channel_id {
+            let m = self.message(msg, msg.id.to_string());
+            self.post(ChannelId::new(ch), &m).await?;
+        }
+        let users: Vec<u64> = self
+            .app
+            .config()
+            .policy
+            .roster
+            .holders(&RoleKey::sdm())
+            .into_iter()
+            .filter_map(|u| d.users.get(u).copied())
+            .collect();
+        if d.ops_channel_id.is_none() && users.is_empty() {
+            return Err(Self::permanent(
+                "no discord.ops_channel_id and no SDM mapped under [discord.users]: nowhere to send it",
+            ));
+        }
+        for (i, user) in users.into_iter().enumerate() {
+            let dm = self.dm_channel(user).await?;
+            let m = self.message(msg, fit(&format!("{}d{i}", msg.id), 25));
+            self.post(dm, &m).await?;
+        }
+        Ok(())
+    }
+
+    async fn dm_channel(&self, user: u64) -> Result<ChannelId, DeliveryError> {
+        let key = format!("discord/dm/{user}");
+        if let Some(id) = self.get_id(&key) {
+            return Ok(ChannelId::new(id));
+        }
+        let made = self
+            .send(
+                Route::UserMeDmChannels,
+                LightMethod::Post,
+                Self::json(&json!({ "recipient_id": user.to_string() })),
+            )
+            .await?;
+        let id = made["id"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Self::permanent("Discord answered a DM channel without an id"))?;
+        self.put_id(&key, id)?;
+        Ok(ChannelId::new(id))
     }
 
     /// Creates the pinned status card, or edits it in place.
@@ -443,6 +472,9 @@ impl DiscordPort {
 impl ChatPort for DiscordPort {
     fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
+            if msg.incident.0 == 0 {
+                return self.ops(msg).await;
+            }
             let channel = self.channel(msg.incident, &msg.channel).await?;
             let inc = self
                 .app

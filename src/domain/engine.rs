@@ -53,7 +53,7 @@ impl MessageKind {
 }
 
 /// A button under a nudge; pressing it runs the matching command.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Button {
     Ack,
     Snooze15m,
@@ -64,8 +64,10 @@ pub enum Button {
         plan: Plan,
         item: u32,
     },
-    /// Start the due DR drill of the service named in the message.
-    StartDrill,
+    /// Start the due DR drill of this service.
+    StartDrill {
+        service: String,
+    },
 }
 
 /// A message for the incident's channel.
@@ -1689,9 +1691,18 @@ fn find_nudge<'i>(
         None => {
             let open = || inc.nudges.iter().filter(|n| n.is_open()).rev();
             // An /ack prefers a nudge it can answer; the Plan B nudge needs a decision.
-            let mine = open()
-                .filter(|n| targets_actor(&n.targets, actor, &roles))
-                .find(|n| path != "ack" || n.kind != NudgeKind::PlanBDue)
+            // A handover waiting for this very person comes first: it is theirs alone.
+            let handover = open().find(|n| {
+                path == "ack"
+                    && matches!(n.kind, NudgeKind::Handover { .. })
+                    && n.targets.contains(&Target::User(actor.user.clone()))
+            });
+            let mine = handover
+                .or_else(|| {
+                    open()
+                        .filter(|n| targets_actor(&n.targets, actor, &roles))
+                        .find(|n| path != "ack" || n.kind != NudgeKind::PlanBDue)
+                })
                 .or_else(|| open().find(|n| targets_actor(&n.targets, actor, &roles)));
             let any = || {
                 open()
@@ -1711,6 +1722,39 @@ fn find_nudge<'i>(
     };
     authorize(ctx, actor, Some(inc), path, None, Some(n))?;
     Ok(n)
+}
+
+/// The nudge to the SDM that a service's DR drill is due.
+pub fn drill_due(
+    service: &str,
+    every: TimeDelta,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Message {
+    let late = now - due;
+    let lateness = if late > LATE_NOTICE {
+        format!(
+            " (fired {} late: warroom was not running when it fell due)",
+            human(late)
+        )
+    } else {
+        String::new()
+    };
+    let sdm = Target::Role(RoleKey::sdm());
+    Message {
+        at: now,
+        kind: MessageKind::Nudge,
+        text: format!(
+            "DR drill due for service {service} (policy: every {}; due {}){lateness}. {sdm}: start it with the button, or /incident open title:\"DR drill: {service}\" severity:2 service:{service} drill:true",
+            human(every),
+            clock(due)
+        ),
+        mentions: vec![sdm],
+        buttons: vec![Button::StartDrill {
+            service: service.to_string(),
+        }],
+        nudge: None,
+    }
 }
 
 /// Fires one of the incident's timers. The timer is consumed whatever it decides.

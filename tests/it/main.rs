@@ -7,5 +7,6 @@ mod engine;
 mod fake_discord;
 mod helpers;
 mod layout;
+mod overnight;
 mod report;
 mod store;
