@@ -24,6 +24,10 @@ const ROLE_L2: u64 = 102;
 const ROLE_SDM: u64 = 104;
 
 fn config(dir: &Path, base: &str) -> Arc<Config> {
+    config_with(dir, base, "")
+}
+
+fn config_with(dir: &Path, base: &str, extra: &str) -> Arc<Config> {
     let path = dir.join("warroom.toml");
     std::fs::write(
         &path,
@@ -48,6 +52,7 @@ sam = "204"
 carol = "205"
 ravi = "206"
 kim = "207"
+{extra}
 "#
         ),
     )
@@ -591,6 +596,171 @@ async fn a_gateway_reconnect_starts_nothing_twice() {
             .unwrap()
             .contains("Acknowledged")
     );
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let app = running.app.clone();
+    let ch = open_incident(&fake).await;
+    const CAROL: (u64, &str) = (205, "carol");
+    const KIM: (u64, &str) = (207, "kim");
+
+    // Plan B from the service's template, with carol (a Discord user option) as lead.
+    let id = fake.command(
+        SAM,
+        ch,
+        "plan",
+        json!([{"name": "open", "type": 1, "options": [
+        {"name": "plan", "type": 3, "value": "B"}, {"name": "lead", "type": 6, "value": "205"}]}]),
+    );
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Plan B is open")
+    );
+    fake.wait("the checklist card", || {
+        !with_text(&fake, ch, "runbook checklist").is_empty()
+    })
+    .await;
+    let checklist = with_text(&fake, ch, "runbook checklist").remove(0);
+    let tick2 = checklist["components"][0]["components"][1].clone();
+    assert_eq!(tick2["label"], json!("Tick 2"));
+    let id = fake.press(CAROL, &checklist, tick2["custom_id"].as_str().unwrap());
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Ticked item 2 of Plan B")
+    );
+    let inc = app.store().incident(IncidentId(1)).unwrap().unwrap();
+    assert!(inc.tracks[&Plan::B].checklist[1].done.is_some());
+
+    // Carol hands Plan B over to dana; dana accepts with the button.
+    let id = fake.command(CAROL, ch, "handover", json!([
+        {"name": "to", "type": 6, "value": "203"}, {"name": "summary", "type": 3, "value": "restore at 40%"},
+        {"name": "plan", "type": 3, "value": "B"}]));
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Handover card sent to dana")
+    );
+    fake.wait("the handover card", || {
+        !with_text(&fake, ch, "Handover of Plan B").is_empty()
+    })
+    .await;
+    let card_msg = with_text(&fake, ch, "Handover of Plan B").remove(0);
+    assert!(
+        card_msg["content"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("<@{}>", DANA.0))
+    );
+    assert_eq!(
+        card_msg["allowed_mentions"]["users"],
+        json!([DANA.0.to_string()])
+    );
+    let ack = card_msg["components"][0]["components"][0].clone();
+    assert_eq!(ack["label"], json!("Acknowledge"));
+    // Only dana can accept it.
+    let id = fake.press(CAROL, &card_msg, ack["custom_id"].as_str().unwrap());
+    assert_eq!(fake.response(id).await["data"]["flags"], json!(64));
+    let id = fake.press(DANA, &card_msg, ack["custom_id"].as_str().unwrap());
+    fake.response(id).await;
+    let inc = app.store().incident(IncidentId(1)).unwrap().unwrap();
+    assert_eq!(
+        inc.tracks[&Plan::B].lead.as_ref().map(|u| u.as_str()),
+        Some("dana")
+    );
+
+    // A vendor case shows on the status card.
+    let id = fake.command(KIM, ch, "vendor", json!([{"name": "add", "type": 1, "options": [
+        {"name": "name", "type": 3, "value": "VMware"}, {"name": "case", "type": 3, "value": "SR-4711"},
+        {"name": "callback", "type": 3, "value": "30m"}]}]));
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Tracking VMware case SR-4711")
+    );
+    fake.wait("the vendor case on the card", || {
+        card(&fake, ch).1["embeds"][0]
+            .to_string()
+            .contains("Vendor VMware · case SR-4711")
+    })
+    .await;
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_drill_reaches_the_sdm_by_dm_and_its_button_starts_it() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let before = fake.state.lock().unwrap().identified;
+    let running = start(DiscordOptions {
+        token: "fake-token-for-tests".into(),
+        config: config_with(
+            dir.path(),
+            &fake.base(),
+            "[services.mail]\ndrill_every = \"1d\"\n",
+        ),
+        data: dir.path().join("data"),
+        clock: clock.clone(),
+    })
+    .await
+    .unwrap();
+    fake.until("identified", |s| s.identified > before).await;
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::days(1))
+        .unwrap();
+    fake.until("a DM channel", |s| {
+        s.channels.iter().any(|c| c["type"] == json!(1))
+    })
+    .await;
+    let dm: u64 = fake
+        .state
+        .lock()
+        .unwrap()
+        .channels
+        .iter()
+        .find(|c| c["type"] == json!(1))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fake.wait("the drill reminder", || {
+        !with_text(&fake, dm, "DR drill due for service mail").is_empty()
+    })
+    .await;
+    let msg = with_text(&fake, dm, "DR drill due").remove(0);
+    let button = msg["components"][0]["components"][0].clone();
+    assert_eq!(button["label"], json!("Start the drill"));
+    let id = fake.press(SAM, &msg, button["custom_id"].as_str().unwrap());
+    assert!(
+        fake.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Opened INC-1")
+    );
+    fake.until("the drill's channel", |s| {
+        s.channels.iter().any(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("inc-1-drill-"))
+        })
+    })
+    .await;
     running.stop().await;
     fake.assert_valid();
 }
