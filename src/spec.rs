@@ -42,6 +42,8 @@ struct RawOption {
     #[serde(default)]
     choices: Vec<String>,
     max_length: Option<usize>,
+    #[serde(default)]
+    autocomplete: bool,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +114,8 @@ pub struct OptionSpec {
     pub required: bool,
     pub choices: Vec<String>,
     pub max_length: Option<usize>,
+    /// Discord suggests values as the user types (for example plan templates).
+    pub autocomplete: bool,
 }
 
 impl OptionSpec {
@@ -216,6 +220,7 @@ fn convert_options(file: &str, raw: Vec<RawOption>) -> Result<Vec<OptionSpec>, S
                 required: o.required,
                 choices: o.choices,
                 max_length: o.max_length,
+                autocomplete: o.autocomplete,
             })
         })
         .collect()
@@ -355,6 +360,12 @@ impl CommandSet {
                     if !desc_ok(&o.description) {
                         p.push(format!(
                             "/{} {}: option description must be 1-100 characters",
+                            c.path, o.name
+                        ));
+                    }
+                    if o.autocomplete && !o.choices.is_empty() {
+                        p.push(format!(
+                            "/{} {}: autocomplete and choices exclude each other",
                             c.path, o.name
                         ));
                     }

@@ -57,6 +57,9 @@ fn option(o: &OptionSpec) -> CreateCommandOption {
         OptionType::Nudge | OptionType::Number => c = c.min_int_value(1),
         _ => {}
     }
+    if o.autocomplete {
+        c = c.set_autocomplete(true);
+    }
     if let Some(max) = o.max_length {
         c = c.max_length(max.min(6000) as u16);
     }

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serenity::all::{
-    ChannelId, CommandInteraction, ComponentInteraction, Context, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
-    GuildId, HttpBuilder, Interaction, Member, Ready, ShardManager, User,
+    ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
+    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseMessage,
+    EditInteractionResponse, EventHandler, GatewayIntents, GuildId, HttpBuilder, Interaction,
+    Member, Ready, ShardManager, User,
 };
 use tokio::sync::watch;
 
@@ -264,6 +265,53 @@ impl Handler {
         .await;
     }
 
+    /// Suggests the service's plan templates for `/plan open title:`.
+    async fn on_autocomplete(&self, ctx: &Context, a: &CommandInteraction) {
+        let Some(focused) = a.data.autocomplete() else {
+            return;
+        };
+        let mut reply = CreateAutocompleteResponse::new();
+        if a.data.name == "plan" && focused.name == "title" {
+            let typed = focused.value.to_lowercase();
+            let chosen_plan = a.data.options.first().and_then(|sub| match &sub.value {
+                CommandDataOptionValue::SubCommand(opts) => {
+                    opts.iter().find_map(|o| match (&*o.name, &o.value) {
+                        ("plan", CommandDataOptionValue::String(p)) => {
+                            p.parse::<crate::domain::Plan>().ok()
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            });
+            let service = self
+                .incident_for(a.channel_id)
+                .and_then(|id| self.app.store().incident(id).ok().flatten())
+                .map(|i| i.service);
+            let templates = service
+                .and_then(|s| self.app.config().policy.services.get(&s).cloned())
+                .map(|s| s.plans)
+                .unwrap_or_default();
+            for (plan, t) in templates.iter().take(25) {
+                if chosen_plan.is_some_and(|p| p != *plan)
+                    || !t.title.to_lowercase().contains(&typed)
+                {
+                    continue;
+                }
+                reply = reply.add_string_choice(
+                    port::fit(&format!("Plan {plan}: {}", t.title), 100),
+                    port::fit(&t.title, 100),
+                );
+            }
+        }
+        if let Err(e) = a
+            .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(reply))
+            .await
+        {
+            tracing::error!(error = %e, "cannot answer an autocomplete");
+        }
+    }
+
     async fn on_button(&self, ctx: &Context, c: &ComponentInteraction) {
         let actor = self.actor(&c.user, c.member.as_ref());
         let app = self.app.clone();
@@ -367,6 +415,7 @@ impl EventHandler for Handler {
         match &interaction {
             Interaction::Command(cmd) => self.on_command(&ctx, cmd).await,
             Interaction::Component(c) => self.on_button(&ctx, c).await,
+            Interaction::Autocomplete(a) => self.on_autocomplete(&ctx, a).await,
             _ => {}
         }
     }

@@ -611,6 +611,20 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
     const CAROL: (u64, &str) = (205, "carol");
     const KIM: (u64, &str) = (207, "kim");
 
+    // /plan open suggests the service's templates as the SDM types.
+    let id = fake.autocomplete(SAM, ch, "plan", json!([{"name": "open", "type": 1, "options": [
+        {"name": "plan", "type": 3, "value": "B"}, {"name": "title", "type": 3, "value": "rebuild", "focused": true}]}]));
+    let resp = fake.response(id).await;
+    assert_eq!(resp["type"], 8, "{resp}");
+    let choices = resp["data"]["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1, "{resp}");
+    assert!(
+        choices[0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rebuild the mail server")
+    );
+
     // Plan B from the service's template, with carol (a Discord user option) as lead.
     let id = fake.command(
         SAM,

@@ -720,6 +720,15 @@ impl FakeDiscord {
         id
     }
 
+    /// Injects an autocomplete request; `options` marks the focused option.
+    pub fn autocomplete(&self, user: (u64, &str), channel: u64, name: &str, options: Value) -> u64 {
+        let (id, token) = self.new_interaction();
+        let mut d = self.interaction_base(id, &token, 4, user, channel);
+        d["data"] = json!({"id": "1", "name": name, "type": 1, "options": options, "guild_id": GUILD.to_string()});
+        self.dispatch("INTERACTION_CREATE", d);
+        id
+    }
+
     /// Injects a button press on a message.
     pub fn press(&self, user: (u64, &str), message: &Value, custom_id: &str) -> u64 {
         let (id, token) = self.new_interaction();
