@@ -244,33 +244,9 @@ impl App {
         d: Decision,
         fired: Option<&crate::store::DueTimer>,
     ) -> Response {
-        let mut outbox = Vec::with_capacity(d.messages.len());
-        for m in &d.messages {
-            let id = match self.store.outbox_id() {
-                Ok(id) => id,
-                Err(e) => return self.storage_failure(e),
-            };
-            outbox.push(Outgoing {
-                id,
-                incident: d.incident.id,
-                channel: d.incident.channel.clone(),
-                at: m.at,
-                kind: m.kind,
-                text: m.text.clone(),
-                mentions: m.mentions.clone(),
-                buttons: m.buttons.clone(),
-                nudge: m.nudge,
-            });
-        }
+        let mut messages = d.messages.clone();
         if before != Some(&d.incident) {
-            let id = match self.store.outbox_id() {
-                Ok(id) => id,
-                Err(e) => return self.storage_failure(e),
-            };
-            outbox.push(Outgoing {
-                id,
-                incident: d.incident.id,
-                channel: d.incident.channel.clone(),
+            messages.push(crate::domain::Message {
                 at: self.clock.now(),
                 kind: crate::domain::MessageKind::Status,
                 text: String::new(),
@@ -278,6 +254,13 @@ impl App {
                 buttons: Vec::new(),
                 nudge: None,
             });
+        }
+        let mut outbox = Vec::with_capacity(messages.len());
+        for m in messages {
+            match self.store.outbox_id() {
+                Ok(id) => outbox.push(Outgoing::new(id, d.incident.id, &d.incident.channel, m)),
+                Err(e) => return self.storage_failure(e),
+            }
         }
         let commit = Commit {
             before,
@@ -358,17 +341,7 @@ impl App {
             return self.store.set_drill(service, None, &[]);
         };
         let m = engine::drill_due(service, every, due, now);
-        let out = Outgoing {
-            id: self.store.outbox_id()?,
-            incident: IncidentId(0),
-            channel: Self::OPS_CHANNEL.to_string(),
-            at: m.at,
-            kind: m.kind,
-            text: m.text,
-            mentions: m.mentions,
-            buttons: m.buttons,
-            nudge: None,
-        };
+        let out = Outgoing::new(self.store.outbox_id()?, IncidentId(0), Self::OPS_CHANNEL, m);
         self.store.set_drill(
             service,
             Some(now + chrono::TimeDelta::days(1)),

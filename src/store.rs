@@ -62,6 +62,28 @@ pub struct Outgoing {
     pub nudge: Option<NudgeId>,
 }
 
+impl Outgoing {
+    /// An engine message, addressed to a channel, with its outbox id.
+    pub fn new(
+        id: u64,
+        incident: IncidentId,
+        channel: &str,
+        m: crate::domain::Message,
+    ) -> Outgoing {
+        Outgoing {
+            id,
+            incident,
+            channel: channel.to_string(),
+            at: m.at,
+            kind: m.kind,
+            text: m.text,
+            mentions: m.mentions,
+            buttons: m.buttons,
+            nudge: m.nudge,
+        }
+    }
+}
+
 /// A pending timer as the scheduler sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DueTimer {

@@ -406,28 +406,7 @@ impl<'a> Work<'a> {
         // Nudges are numbered 1, 2, 3… within their incident, so people can say `/ack nudge:3`.
         let id = NudgeId(self.inc.nudges.len() as u32 + 1);
         let now = self.now();
-        let buttons = self.buttons_for(&kind);
-        let shown = self.drill_mark(format!("Nudge {id} · {text}"));
-        self.messages.push(Message {
-            at: now,
-            kind: MessageKind::Nudge,
-            text: shown,
-            mentions: targets.clone(),
-            buttons,
-            nudge: Some(id),
-        });
-        let who = targets
-            .iter()
-            .map(Target::to_string)
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.event(
-            EventKind::Nudged {
-                nudge: id,
-                repeat: 1,
-            },
-            format!("nudge {id} ({}) to {who}", kind.label()),
-        );
+        self.send_nudge(id, &kind, &targets, format!("Nudge {id} · {text}"), 1, "to");
         if let Some(every) = self.repeat_interval(&kind) {
             self.add_timer(now + every, TimerKind::NudgeRepeat { nudge: id });
         }
@@ -443,6 +422,40 @@ impl<'a> Work<'a> {
             state: NudgeState::Open,
         });
         id
+    }
+
+    /// Posts a nudge (first send or a repeat) and records it on the timeline.
+    fn send_nudge(
+        &mut self,
+        id: NudgeId,
+        kind: &NudgeKind,
+        targets: &[Target],
+        text: String,
+        send: u32,
+        verb: &str,
+    ) {
+        let buttons = self.buttons_for(kind);
+        let text = self.drill_mark(text);
+        self.messages.push(Message {
+            at: self.now(),
+            kind: MessageKind::Nudge,
+            text,
+            mentions: targets.to_vec(),
+            buttons,
+            nudge: Some(id),
+        });
+        let who = targets
+            .iter()
+            .map(Target::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.event(
+            EventKind::Nudged {
+                nudge: id,
+                repeat: send,
+            },
+            format!("nudge {id} ({}) {verb} {who}", kind.label()),
+        );
     }
 
     /// Closes every open nudge that matches, and stops its repeats.
@@ -1884,28 +1897,7 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
                     n.text
                 );
                 let sends = n.sends;
-                let buttons = w.buttons_for(&kind);
-                let text = w.drill_mark(text);
-                w.messages.push(Message {
-                    at: now,
-                    kind: MessageKind::Nudge,
-                    text,
-                    mentions: targets.clone(),
-                    buttons,
-                    nudge: Some(nudge),
-                });
-                let who = targets
-                    .iter()
-                    .map(Target::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                w.event(
-                    EventKind::Nudged {
-                        nudge,
-                        repeat: sends,
-                    },
-                    format!("nudge {nudge} ({}) repeated to {who}", kind.label()),
-                );
+                w.send_nudge(nudge, &kind, &targets, text, sends, "repeated to");
                 if let Some(every) = interval {
                     w.add_timer(now + every, TimerKind::NudgeRepeat { nudge });
                 }
