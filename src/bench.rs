@@ -124,3 +124,65 @@ fn clock_now(c: &VirtualClock) -> chrono::DateTime<Utc> {
     use crate::clock::Clock as _;
     c.now()
 }
+
+/// With `pending` timers in the store: how long a restart takes to find the next deadline, and
+/// how long claiming and committing one due timer takes (the work between a deadline and its
+/// message reaching the outbox).
+pub fn timers(dir: &std::path::Path, pending: usize, fires: usize) -> anyhow::Result<String> {
+    let config = Arc::new(Config::builtin()?);
+    let start = Utc::now();
+    let clock = Arc::new(VirtualClock::new(start));
+    let app = App::new(Store::open(dir)?, config.clone(), clock.clone());
+    let alice = app.actor(&UserName::new("alice"));
+    let t = Instant::now();
+    let mut opened = 0;
+    // Each SEV2 incident opens with three timers (L1 budget, Plan B deadline, Plan A
+    // silence). Counting them in sled (`Tree::len`) walks the whole tree, so count here.
+    while opened * 3 < pending {
+        let r = app.run_line(
+            &alice,
+            None,
+            &format!("/incident open title:\"load {opened}\" severity:2 service:mail"),
+        );
+        anyhow::ensure!(r.kind == ReplyKind::Reply, "bench open failed: {}", r.text);
+        opened += 1;
+        clock.advance(TimeDelta::seconds(1));
+    }
+    let fill = t.elapsed();
+    drop(app);
+
+    let mut reopen = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let store = Store::open(dir)?;
+        let next = store.next_timer()?;
+        reopen.push(t.elapsed());
+        anyhow::ensure!(next.is_some(), "no timer after reopening");
+        drop(store);
+    }
+    reopen.sort();
+
+    let app = App::new(Store::open(dir)?, config, clock.clone());
+    let mut fire = Vec::with_capacity(fires);
+    for _ in 0..fires {
+        let Some(due) = app.next_due()? else { break };
+        clock.set(due);
+        let t = Instant::now();
+        app.fire_one(due)?;
+        fire.push(t.elapsed());
+    }
+    fire.sort();
+    Ok(format!(
+        "pending timers: {} ({} incidents, filled in {:.1} s)\n\
+         restart (open the store, find the next deadline): median {}, max {} over 5\n\
+         fire one due timer (claim, decide, commit, queue): median {}, p99 {} over {}\n",
+        app.store().pending_timers(),
+        opened,
+        fill.as_secs_f64(),
+        micros(percentile(&reopen, 0.5)),
+        micros(percentile(&reopen, 1.0)),
+        micros(percentile(&fire, 0.5)),
+        micros(percentile(&fire, 0.99)),
+        fire.len()
+    ))
+}

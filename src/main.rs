@@ -75,6 +75,9 @@ enum Cmd {
         /// How many incidents to run (each: open, 3 updates, escalate).
         #[arg(long, default_value_t = 500)]
         rounds: usize,
+        /// Also fill a store with this many pending timers and time restart and firing.
+        #[arg(long, default_value_t = 0)]
+        timers: usize,
     },
     /// Prints the post-incident report of an incident, or (without one) the index of all
     /// incidents with drills set apart.
@@ -146,11 +149,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             console::run(opts, stdin, Box::new(std::io::stdout())).await
         }
-        Cmd::Bench { rounds } => {
+        Cmd::Bench { rounds, timers } => {
             let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
             let result = warroom::bench::run(&dir, rounds);
             let _ = std::fs::remove_dir_all(&dir);
             print!("{}", result?);
+            if timers > 0 {
+                let result = warroom::bench::timers(&dir, timers, 2000);
+                let _ = std::fs::remove_dir_all(&dir);
+                print!("{}", result?);
+            }
             Ok(())
         }
         Cmd::Commands => {

@@ -420,6 +420,7 @@ impl Store {
         Ok(())
     }
 
+    /// How many timers are pending. Walks the whole tree: for tests and reports, not hot paths.
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
     }
