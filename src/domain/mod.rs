@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod command;
 pub mod engine;
+mod handle;
 pub mod model;
 pub mod policy;
 pub mod render;
