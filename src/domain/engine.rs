@@ -479,6 +479,18 @@ impl<'a> Work<'a> {
         closed
     }
 
+    /// A vendor case got news or closed: its callback timer and nudge are done with.
+    pub(super) fn settle_callback(&mut self, case: &str, how: &str) {
+        let kind = TimerKind::VendorCallback {
+            case: case.to_string(),
+        };
+        self.cancel_timers(|k| *k == kind);
+        let nudge = NudgeKind::VendorCallback {
+            case: case.to_string(),
+        };
+        self.answer(|k| *k == nudge, how);
+    }
+
     /// Moves the incident into a tier: new budget timer, pickup nudge, SDM alert if due.
     pub(super) fn enter_tier(&mut self, to: Tier, why: &str, auto: bool) {
         let from = self.inc.tier;

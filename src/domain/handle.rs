@@ -714,13 +714,7 @@ pub fn handle(
                 vc.callback_outcome = CallbackOutcome::Met { at: now };
             }
             let vendor = vc.vendor.clone();
-            let c = case.clone();
-            w.cancel_timers(|k| *k == TimerKind::VendorCallback { case: c.clone() });
-            let c = case.clone();
-            w.answer(
-                |k| *k == NudgeKind::VendorCallback { case: c.clone() },
-                "vendor update recorded",
-            );
+            w.settle_callback(case, "vendor update recorded");
             w.event(
                 EventKind::VendorUpdated,
                 format!("{vendor} case {case}: {text}"),
@@ -736,13 +730,7 @@ pub fn handle(
             let vc = open_case(&mut w.inc, case)?;
             vc.closed_at = Some(now);
             let vendor = vc.vendor.clone();
-            let c = case.clone();
-            w.cancel_timers(|k| *k == TimerKind::VendorCallback { case: c.clone() });
-            let c = case.clone();
-            w.answer(
-                |k| *k == NudgeKind::VendorCallback { case: c.clone() },
-                "vendor case closed",
-            );
+            w.settle_callback(case, "vendor case closed");
             let note = note.as_ref().map_or(String::new(), |n| format!(": {n}"));
             w.event(
                 EventKind::VendorClosed,

@@ -237,12 +237,7 @@ async fn the_seed_story_through_discord() {
     // Bob escalates to L3: the SDM is mentioned, in the channel and by DM.
     let e1 = edits(&fake, card_id);
     let id = fake.command(BOB, ch, "escalate", json!([{"name": "reason", "type": 3, "value": "need L3"}, {"name": "tier", "type": 4, "value": 3}]));
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("escalated L2 → L3")
-    );
+    assert!(fake.reply(id).await.contains("escalated L2 → L3"));
     fake.wait("the SDM alert", || {
         !with_text(&fake, ch, "SDM alert").is_empty()
     })
@@ -331,12 +326,7 @@ async fn the_seed_story_through_discord() {
     let e3 = edits(&fake, card_id);
     let id = fake.command(DANA, ch, "incident", json!([{"name": "resolve", "type": 1, "options": [
         {"name": "summary", "type": 3, "value": "rebuilt from backup"}, {"name": "plan", "type": 3, "value": "B"}]}]));
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("resolved by Plan B")
-    );
+    assert!(fake.reply(id).await.contains("resolved by Plan B"));
     fake.wait("the card shows resolution", || {
         edits(&fake, card_id) > e3
             && card(&fake, ch).1["embeds"][0]
@@ -590,12 +580,7 @@ async fn a_gateway_reconnect_starts_nothing_twice() {
     );
     // Interactions still reach the bot after the reconnect.
     let id = fake.command(BOB, ch, "ack", json!([]));
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Acknowledged")
-    );
+    assert!(fake.reply(id).await.contains("Acknowledged"));
     running.stop().await;
     fake.assert_valid();
 }
@@ -633,12 +618,7 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
         json!([{"name": "open", "type": 1, "options": [
         {"name": "plan", "type": 3, "value": "B"}, {"name": "lead", "type": 6, "value": "205"}]}]),
     );
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Plan B is open")
-    );
+    assert!(fake.reply(id).await.contains("Plan B is open"));
     fake.wait("the checklist card", || {
         !with_text(&fake, ch, "runbook checklist").is_empty()
     })
@@ -647,12 +627,7 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
     let tick2 = checklist["components"][0]["components"][1].clone();
     assert_eq!(tick2["label"], json!("Tick 2"));
     let id = fake.press(CAROL, &checklist, tick2["custom_id"].as_str().unwrap());
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Ticked item 2 of Plan B")
-    );
+    assert!(fake.reply(id).await.contains("Ticked item 2 of Plan B"));
     let inc = app.store().incident(IncidentId(1)).unwrap().unwrap();
     assert!(inc.tracks[&Plan::B].checklist[1].done.is_some());
 
@@ -660,12 +635,7 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
     let id = fake.command(CAROL, ch, "handover", json!([
         {"name": "to", "type": 6, "value": "203"}, {"name": "summary", "type": 3, "value": "restore at 40%"},
         {"name": "plan", "type": 3, "value": "B"}]));
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Handover card sent to dana")
-    );
+    assert!(fake.reply(id).await.contains("Handover card sent to dana"));
     fake.wait("the handover card", || {
         !with_text(&fake, ch, "Handover of Plan B").is_empty()
     })
@@ -699,9 +669,8 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
         {"name": "name", "type": 3, "value": "VMware"}, {"name": "case", "type": 3, "value": "SR-4711"},
         {"name": "callback", "type": 3, "value": "30m"}]}]));
     assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
+        fake.reply(id)
+            .await
             .contains("Tracking VMware case SR-4711")
     );
     fake.wait("the vendor case on the card", || {
@@ -761,12 +730,7 @@ async fn a_due_drill_reaches_the_sdm_by_dm_and_its_button_starts_it() {
     let button = msg["components"][0]["components"][0].clone();
     assert_eq!(button["label"], json!("Start the drill"));
     let id = fake.press(SAM, &msg, button["custom_id"].as_str().unwrap());
-    assert!(
-        fake.response(id).await["data"]["content"]
-            .as_str()
-            .unwrap()
-            .contains("Opened INC-1")
-    );
+    assert!(fake.reply(id).await.contains("Opened INC-1"));
     fake.until("the drill's channel", |s| {
         s.channels.iter().any(|c| {
             c["name"]

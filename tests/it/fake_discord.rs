@@ -752,6 +752,14 @@ impl FakeDiscord {
             .unwrap()
     }
 
+    /// Waits for the interaction's first response and returns its message text.
+    pub async fn reply(&self, id: u64) -> String {
+        self.response(id).await["data"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn messages_in(&self, channel: u64) -> Vec<Value> {
         self.state
             .lock()
