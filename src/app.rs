@@ -419,12 +419,7 @@ impl App {
 
     /// The newest open incident, for a console that starts without one.
     pub fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
-        Ok(self
-            .store
-            .incidents()?
-            .into_iter()
-            .filter(Incident::is_open)
-            .max_by_key(|i| i.id))
+        self.store.latest_open()
     }
 }
 

@@ -292,6 +292,19 @@ impl Store {
             .collect()
     }
 
+    /// The newest open incident, reading backwards from the newest: start-up stays quick
+    /// however many incidents the folder holds.
+    pub fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
+        for kv in self.incidents.iter().rev() {
+            let (_, v) = kv?;
+            let inc: Incident = self.decode("an incident", &v)?;
+            if inc.is_open() {
+                return Ok(Some(inc));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
         self.timeline
             .scan_prefix(id.0.to_be_bytes())
