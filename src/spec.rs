@@ -634,6 +634,15 @@ impl CommandSet {
             usage: spec.usage(),
         };
         let mut values = BTreeMap::new();
+        // A command with a single option also takes its value bare: `/help incident`, `/ack 3`.
+        if let [only] = spec.options.as_slice()
+            && !rest.trim().is_empty()
+            && !token_re().captures_iter(rest).any(|c| c.get(1).is_some())
+        {
+            let raw = rest.trim().trim_matches('"');
+            values.insert(only.name.clone(), parse_value(only, raw).map_err(fail)?);
+            rest = "";
+        }
         while !rest.trim().is_empty() {
             let caps = token_re()
                 .captures(rest)
@@ -1018,6 +1027,21 @@ description = "fine"
         assert_eq!(
             i.values["reason"],
             Value::Text("vendor says \"soon\"".into())
+        );
+    }
+
+    #[test]
+    fn a_single_option_may_be_given_bare() {
+        let set = CommandSet::builtin();
+        let i = set.parse("/help incident").unwrap();
+        assert_eq!(i.values["command"], Value::Text("incident".into()));
+        let i = set.parse("/ack 3").unwrap();
+        assert_eq!(i.values["nudge"], Value::Nudge(NudgeId(3)));
+        assert!(
+            set.parse("/ack three")
+                .unwrap_err()
+                .message
+                .contains("not a nudge number")
         );
     }
 
