@@ -47,12 +47,25 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops the bot. When this returns, the data folder is released, so another process (or a
+    /// restarted bot) can open it.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.shards.shutdown_all().await;
         for t in self.tasks {
             let _ = t.await;
         }
+        // The gateway handler holds the app weakly, but an interaction being answered holds it
+        // for a moment; wait for those, boundedly. (Callers' own clones also count.)
+        for _ in 0..200 {
+            if Arc::strong_count(&self.app) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(
+            "the app is still in use 2 s after stopping; the data folder stays open until it is dropped"
+        );
     }
 }
 
@@ -117,7 +130,9 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
 
     // The gateway client shares the configured HTTP client (proxy, rate limiter).
     let mut client = serenity::all::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
-        .event_handler(Handler { app: app.clone() })
+        .event_handler(Handler {
+            app: Arc::downgrade(&app),
+        })
         .await
         .context("cannot start the Discord client")?;
     let shards = client.shard_manager.clone();
@@ -152,11 +167,18 @@ pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gateway event handler. It holds the app weakly: serenity may keep handlers alive after
+/// shutdown (we saw it after a reconnect), and they must not keep the data folder locked.
 struct Handler {
+    app: std::sync::Weak<App>,
+}
+
+/// The handler's work for one event, with the app upgraded for its duration.
+struct Live {
     app: Arc<App>,
 }
 
-impl Handler {
+impl Live {
     /// Who is acting: their roster name (through discord.users) and role keys (roster roles plus
     /// Discord roles mapped through discord.roles).
     fn actor(&self, user: &User, member: Option<&Member>) -> Actor {
@@ -412,10 +434,14 @@ impl Responder<'_> {
 #[serenity::async_trait]
 impl EventHandler for Handler {
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        let Some(app) = self.app.upgrade() else {
+            return; // stopped
+        };
+        let live = Live { app };
         match &interaction {
-            Interaction::Command(cmd) => self.on_command(&ctx, cmd).await,
-            Interaction::Component(c) => self.on_button(&ctx, c).await,
-            Interaction::Autocomplete(a) => self.on_autocomplete(&ctx, a).await,
+            Interaction::Command(cmd) => live.on_command(&ctx, cmd).await,
+            Interaction::Component(c) => live.on_button(&ctx, c).await,
+            Interaction::Autocomplete(a) => live.on_autocomplete(&ctx, a).await,
             _ => {}
         }
     }

@@ -344,6 +344,7 @@ async fn the_seed_story_through_discord() {
         "nothing after resolution"
     );
     assert_eq!(app.store().pending_timers(), 0);
+    drop(app);
     running.stop().await;
     let n = fake.assert_valid();
     assert!(n > 20, "validated only {n} bodies");
@@ -508,7 +509,8 @@ async fn the_fake_enforces_discords_rules() {
             Interaction {
                 id,
                 token: format!("t{id}"),
-                created: std::time::Instant::now() - Duration::from_secs(age),
+                created: std::time::Instant::now(),
+                aged: Duration::from_secs(age),
                 acked: false,
                 response: None,
                 response_after: None,
@@ -673,6 +675,7 @@ async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
             .await
             .contains("Tracking VMware case SR-4711")
     );
+    drop(app);
     fake.wait("the vendor case on the card", || {
         card(&fake, ch).1["embeds"][0]
             .to_string()

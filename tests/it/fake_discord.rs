@@ -168,6 +168,8 @@ pub struct Interaction {
     pub id: u64,
     pub token: String,
     pub created: Instant,
+    /// Extra age, for tests of expiry (an `Instant` cannot go back before the machine booted).
+    pub aged: Duration,
     pub acked: bool,
     pub response: Option<Value>,
     pub response_after: Option<Duration>,
@@ -458,13 +460,13 @@ fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>) -> Response {
             if i.token != *token {
                 return error(401, 50027, "Invalid Webhook Token");
             }
-            if i.created.elapsed() > Duration::from_secs(15 * 60) {
+            if (i.created.elapsed() + i.aged) > Duration::from_secs(15 * 60) {
                 return error(401, 50027, "Invalid Webhook Token");
             }
             if i.acked {
                 return error(400, 40060, "Interaction has already been acknowledged.");
             }
-            if i.created.elapsed() > Duration::from_secs(3) {
+            if (i.created.elapsed() + i.aged) > Duration::from_secs(3) {
                 return error(404, 10062, "Unknown interaction");
             }
             if let Some(d) = body["data"].as_object()
@@ -480,7 +482,7 @@ fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>) -> Response {
         ("PATCH", ["webhooks", _app, token, "messages", "@original"]) => {
             let found = st.interactions.values_mut().find(|i| i.token == *token);
             let Some(i) = found else { return error(404, 10015, "Unknown Webhook") };
-            if i.created.elapsed() > Duration::from_secs(15 * 60) {
+            if (i.created.elapsed() + i.aged) > Duration::from_secs(15 * 60) {
                 return error(401, 50027, "Invalid Webhook Token");
             }
             if let Err(e) = check_message(&body) {
@@ -549,7 +551,12 @@ async fn gateway(s: Shared, mut socket: WebSocket) {
                         return;
                     }
                 }
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(WsMessage::Close(_))) => {
+                    // Answer the close handshake, as Discord does, so the client need not wait.
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
+                None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
             ev = rx.recv() => match ev {
@@ -610,9 +617,10 @@ impl FakeDiscord {
         self.wait(what, || f(&self.state.lock().unwrap())).await
     }
 
-    /// Waits (bounded, 10 s) until `f` holds; `f` takes the state's lock itself if it needs it.
+    /// Waits (bounded, 30 s: generous for a loaded 2-core CI machine) until `f` holds; `f` takes
+    /// the state's lock itself if it needs it.
     pub async fn wait(&self, what: &str, f: impl Fn() -> bool) {
-        for _ in 0..1000 {
+        for _ in 0..3000 {
             if f() {
                 return;
             }
@@ -687,6 +695,7 @@ impl FakeDiscord {
                 id,
                 token: token.clone(),
                 created: Instant::now(),
+                aged: Duration::ZERO,
                 acked: false,
                 response: None,
                 response_after: None,
@@ -793,7 +802,11 @@ impl FakeDiscord {
             let total = SUITE_VALIDATED
                 .fetch_add(st.validated, std::sync::atomic::Ordering::SeqCst)
                 + st.validated;
-            println!(
+            // Written to the stderr handle, not with eprintln!, so that the figure shows in the
+            // test output even for a passing test.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "validated {} request bodies against Discord's OpenAPI description ({total} in this suite so far)",
                 st.validated
             );
