@@ -295,3 +295,36 @@ fn broken_config_names_the_key() {
     let ok = run_binary(&["check-config"], "");
     assert!(ok.success, "{}", ok.stderr);
 }
+
+#[test]
+fn discord_needs_a_token_from_the_environment_and_never_prints_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(["discord"])
+        .env_remove("DISCORD_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DISCORD_TOKEN is not set"), "{err}");
+
+    // With a token but no guild configured: a clear error, and the token appears nowhere.
+    let dir = tempfile::tempdir().unwrap();
+    let token = "MTIzNDU2Nzg5MDEyMzQ1Njc4.secret-token-value";
+    let out = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(["discord", "--data", dir.path().to_str().unwrap()])
+        .env("DISCORD_TOKEN", token)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("discord.guild_id is not set"), "{all}");
+    assert!(
+        !all.contains("secret-token-value"),
+        "the token leaked: {all}"
+    );
+}
