@@ -205,7 +205,11 @@ impl Session {
                 match rest.as_slice() {
                     [user] => {
                         let user = UserName::new(user.trim_start_matches('@'));
-                        if self.app.config().policy.roster.contains(&user) {
+                        let participant = self
+                            .current
+                            .and_then(|id| self.app.store().incident(id).ok().flatten())
+                            .is_some_and(|i| i.participants.contains_key(&user));
+                        if self.app.config().policy.roster.contains(&user) || participant {
                             let roles = self
                                 .app
                                 .actor(&user)

@@ -21,6 +21,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("handover", include_str!("../commands/handover.toml")),
     ("help", include_str!("../commands/help.toml")),
     ("incident", include_str!("../commands/incident.toml")),
+    ("participant", include_str!("../commands/participant.toml")),
     ("plan", include_str!("../commands/plan.toml")),
     ("report", include_str!("../commands/report.toml")),
     ("role", include_str!("../commands/role.toml")),
@@ -925,6 +926,13 @@ pub const HANDLERS: &[(&str, Handler)] = &[
                 .ok_or_else(|| missing(&i.path, "duration"))?,
             reason: i.need_text("reason"),
             nudge: i.nudge(),
+        }))
+    }),
+    ("participant add", |i| {
+        let kind = i.choice("kind").ok_or_else(|| missing(&i.path, "kind"))?;
+        Ok(Request::Change(Command::ParticipantAdd {
+            user: i.user("user").ok_or_else(|| missing(&i.path, "user"))?,
+            kind: RoleKey::new(kind),
         }))
     }),
     ("role assign", |i| {

@@ -99,6 +99,17 @@ pub fn registration(set: &CommandSet) -> Vec<CreateCommand> {
         .collect()
 }
 
+/// The warroom name of a Discord user: their roster name through `discord.users`, or
+/// `discord-<id>` for someone off the roster (who may still be added to an incident).
+pub fn user_name(discord: &DiscordConfig, id: u64) -> crate::domain::UserName {
+    discord
+        .users
+        .iter()
+        .find(|(_, v)| **v == id)
+        .map(|(u, _)| u.clone())
+        .unwrap_or_else(|| crate::domain::UserName::new(&format!("discord-{id}")))
+}
+
 /// Builds an invocation from a slash command's name and options.
 pub fn invocation(
     set: &CommandSet,
@@ -139,20 +150,7 @@ pub fn invocation(
             CommandDataOptionValue::String(s) => parse_value(def, s).map_err(fail)?,
             CommandDataOptionValue::Integer(i) => parse_value(def, &i.to_string()).map_err(fail)?,
             CommandDataOptionValue::Boolean(b) => Value::Bool(*b),
-            CommandDataOptionValue::User(id) => {
-                let user = discord
-                    .users
-                    .iter()
-                    .find(|(_, v)| **v == id.get())
-                    .map(|(u, _)| u.clone())
-                    .ok_or_else(|| {
-                        fail(format!(
-                            "option '{}': <@{}> is not on the warroom roster; map them under [discord.users]",
-                            o.name, id
-                        ))
-                    })?;
-                Value::User(user)
-            }
+            CommandDataOptionValue::User(id) => Value::User(user_name(discord, id.get())),
             CommandDataOptionValue::Role(id) => {
                 let key = discord
                     .roles

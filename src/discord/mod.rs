@@ -22,7 +22,7 @@ use crate::app::{App, ReplyKind, Response};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::courier::{Courier, run_scheduler};
-use crate::domain::{Actor, IncidentId, RoleKey, UserName};
+use crate::domain::{Actor, IncidentId, RoleKey};
 use crate::store::Store;
 
 pub use port::DiscordPort;
@@ -183,15 +183,8 @@ impl Live {
     /// Discord roles mapped through discord.roles).
     fn actor(&self, user: &User, member: Option<&Member>) -> Actor {
         let d = &self.app.config().discord;
-        let name = d
-            .users
-            .iter()
-            .find(|(_, id)| **id == user.id.get())
-            .map(|(u, _)| u.clone());
-        let mut roles = name
-            .as_ref()
-            .map(|n| self.app.config().policy.roster.roles_of(n))
-            .unwrap_or_default();
+        let name = commands::user_name(d, user.id.get());
+        let mut roles = self.app.config().policy.roster.roles_of(&name);
         if let Some(m) = member {
             for r in &m.roles {
                 if let Some((key, _)) = d.roles.iter().find(|(_, id)| **id == r.get()) {
@@ -199,11 +192,7 @@ impl Live {
                 }
             }
         }
-        Actor {
-            user: name
-                .unwrap_or_else(|| UserName::new(&format!("discord-{}", user.name.to_lowercase()))),
-            roles,
-        }
+        Actor { user: name, roles }
     }
 
     fn incident_for(&self, channel: ChannelId) -> Option<IncidentId> {

@@ -94,6 +94,11 @@ pub enum Command {
         role: IncidentRole,
         user: UserName,
     },
+    /// Adds someone off the roster to this incident, as `staff`, `fm` or `vendor`.
+    ParticipantAdd {
+        user: UserName,
+        kind: RoleKey,
+    },
     Handover {
         to: UserName,
         summary: String,
@@ -131,6 +136,7 @@ impl Command {
             Command::Ack { .. } => "ack",
             Command::Snooze { .. } => "snooze",
             Command::RoleAssign { .. } => "role assign",
+            Command::ParticipantAdd { .. } => "participant add",
             Command::Handover { .. } => "handover",
             Command::VendorAdd { .. } => "vendor add",
             Command::VendorUpdate { .. } => "vendor update",

@@ -184,6 +184,9 @@ pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
 pub fn effective_roles(actor: &Actor, inc: Option<&Incident>) -> BTreeSet<RoleKey> {
     let mut roles = actor.roles.clone();
     if let Some(inc) = inc {
+        if let Some(role) = inc.participants.get(&actor.user) {
+            roles.insert(role.clone());
+        }
         for (role, user) in &inc.assignments {
             if *user == actor.user
                 && let Some(key) = role.grants()
@@ -755,6 +758,7 @@ pub fn open(
         snoozes: Vec::new(),
         vendor_cases: Vec::new(),
         handover: None,
+        participants: Default::default(),
         next_seq: 0,
         timeline_len: 0,
     };

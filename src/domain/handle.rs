@@ -597,6 +597,30 @@ pub fn handle(
             );
             format!("{user} is now {role} of {id}.")
         }
+        Command::ParticipantAdd { user, kind } => {
+            if w.inc.participants.contains_key(user) {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("{user} is already in the {id} war room"),
+                );
+            }
+            let what = match kind.as_str() {
+                "fm" => "on-site facilities (fm)",
+                "vendor" => "vendor staff",
+                _ => "staff",
+            };
+            w.inc.participants.insert(user.clone(), kind.clone());
+            w.event(
+                EventKind::ParticipantAdded,
+                format!("{user} joined as {what}"),
+            );
+            w.post(
+                MessageKind::Post,
+                format!("{who} added {user} to the war room as {what}."),
+                vec![Target::User(user.clone())],
+            );
+            format!("{user} is in the {id} war room as {what}.")
+        }
         Command::Handover { to, summary, plan } => {
             w.user_on_roster(to, "to")?;
             let from = match plan {

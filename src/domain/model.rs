@@ -569,6 +569,9 @@ pub struct Incident {
     pub vendor_cases: Vec<VendorCase>,
     /// A pending handover of the whole incident (command), if any.
     pub handover: Option<PendingHandover>,
+    /// People added to this incident's war room, with their role key (staff, fm, vendor).
+    #[serde(default)]
+    pub participants: BTreeMap<UserName, RoleKey>,
     /// Next number for a timer or a nudge of this incident.
     pub next_seq: u32,
     /// How many timeline events the incident has; the next event gets this number.
@@ -621,6 +624,7 @@ pub enum EventKind {
     Acknowledged { nudge: NudgeId },
     Snoozed { nudge: NudgeId },
     RoleAssigned,
+    ParticipantAdded,
     HandoverOffered { plan: Option<Plan> },
     HandoverAccepted { plan: Option<Plan> },
     VendorAdded,

@@ -745,3 +745,51 @@ async fn a_due_drill_reaches_the_sdm_by_dm_and_its_button_starts_it() {
     running.stop().await;
     fake.assert_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_off_the_roster_can_be_added_and_is_limited_to_updates() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let ch = open_incident(&fake).await;
+    const VENDOR: (u64, &str) = (999, "vmware-engineer");
+    // Before being added, they are not in the war room.
+    let id = fake.command(
+        VENDOR,
+        ch,
+        "update",
+        json!([{"name": "text", "type": 3, "value": "hello"}]),
+    );
+    assert_eq!(fake.response(id).await["data"]["flags"], json!(64));
+    let id = fake.command(SAM, ch, "participant", json!([{"name": "add", "type": 1, "options": [
+        {"name": "user", "type": 6, "value": "999"}, {"name": "kind", "type": 3, "value": "vendor"}]}]));
+    assert!(
+        fake.reply(id)
+            .await
+            .contains("discord-999 is in the INC-1 war room as vendor staff")
+    );
+    let id = fake.command(
+        VENDOR,
+        ch,
+        "update",
+        json!([{"name": "text", "type": 3, "value": "SR-4711: engineer assigned"}]),
+    );
+    assert!(fake.reply(id).await.contains("Update posted to Plan A"));
+    let id = fake.command(
+        VENDOR,
+        ch,
+        "escalate",
+        json!([{"name": "reason", "type": 3, "value": "x"}]),
+    );
+    let resp = fake.response(id).await;
+    assert_eq!(resp["data"]["flags"], json!(64));
+    assert!(
+        resp["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("/escalate is refused"),
+        "{resp}"
+    );
+    running.stop().await;
+    fake.assert_valid();
+}

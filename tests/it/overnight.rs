@@ -249,3 +249,46 @@ fn a_scheduled_drill_nudges_the_sdm_also_across_a_restart() {
     let report = String::from_utf8(report.stdout).unwrap();
     assert!(report.starts_with("# DRILL: INC-1"), "{report}");
 }
+
+#[test]
+fn a_participant_added_to_the_incident_posts_updates_but_runs_nothing_privileged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!(
+        "{}/as zed\n/as sam\n/participant add user:zed kind:fm\n/as zed\n\
+         /update text:\"FM: the storage shelf is powered again\"\n/plan open plan:B\n/incident resolve summary:done\n/timeline\n",
+        open_sev1()
+    );
+    let run = console(dir.path(), START, &input);
+    let errors: Vec<&Line> = run.lines.iter().filter(|x| x.kind == "error").collect();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].text.contains("'zed' is not on the roster"),
+        "{}",
+        errors[0].text
+    );
+    assert!(
+        errors[1].text.contains("/plan open is refused") && errors[1].text.contains("facilities"),
+        "{}",
+        errors[1].text
+    );
+    assert!(
+        errors[2].text.contains("/incident resolve is refused"),
+        "{}",
+        errors[2].text
+    );
+    assert!(
+        run.lines
+            .iter()
+            .any(|x| x.kind == "post" && x.text.contains("Plan A update from zed"))
+    );
+    let timeline = &run
+        .lines
+        .iter()
+        .find(|x| x.text.starts_with("Timeline"))
+        .unwrap()
+        .text;
+    assert!(
+        timeline.contains("zed joined as on-site facilities (fm)"),
+        "{timeline}"
+    );
+}
