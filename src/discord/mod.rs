@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serenity::all::{
     ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
-    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseMessage,
-    EditInteractionResponse, EventHandler, GatewayIntents, GuildId, HttpBuilder, Interaction,
-    Member, Ready, ShardManager, User,
+    CreateAttachment, CreateAutocompleteResponse, CreateInteractionResponse,
+    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
+    GuildId, HttpBuilder, Interaction, Member, Ready, ShardManager, User,
 };
 use tokio::sync::watch;
 
@@ -207,7 +207,8 @@ impl Live {
     }
 
     /// Runs the work off the async threads; answers within the budget, deferring if needed.
-    async fn answer<F>(&self, ctx: &Context, target: Responder<'_>, work: F)
+    /// With `attach`, a successful answer goes as a file of that name (the report).
+    async fn answer<F>(&self, ctx: &Context, target: Responder<'_>, attach: Option<String>, work: F)
     where
         F: FnOnce() -> Response + Send + 'static,
     {
@@ -235,10 +236,20 @@ impl Live {
                 return;
             }
         };
-        let (text, ephemeral) = match response {
-            Ok(r) => (r.text, r.kind == ReplyKind::Error || r.incident.is_none()),
-            Err(e) => (format!("warroom failed on this command: {e}"), true),
+        let (text, ephemeral, ok) = match response {
+            Ok(r) => (
+                r.text,
+                r.kind == ReplyKind::Error || r.incident.is_none(),
+                r.kind == ReplyKind::Reply,
+            ),
+            Err(e) => (format!("warroom failed on this command: {e}"), true, false),
         };
+        if let (Some(name), true, Responder::Command(cmd)) = (attach, ok, &target) {
+            if let Err(e) = respond_with_file(ctx, cmd, &name, text.into_bytes()).await {
+                tracing::error!(error = %e, "cannot send the report");
+            }
+            return;
+        }
         let text = if text.is_empty() {
             "Done.".to_string()
         } else {
@@ -265,7 +276,10 @@ impl Live {
             &cmd.data.name,
             &cmd.data.options,
         );
-        self.answer(ctx, Responder::Command(cmd), move || match inv {
+        let attach = (cmd.data.name == "report")
+            .then(|| place.map(|id| format!("{id}-report.md")))
+            .flatten();
+        self.answer(ctx, Responder::Command(cmd), attach, move || match inv {
             Ok(inv) => app.execute(&actor, place, &inv),
             Err(e) => Response {
                 kind: ReplyKind::Error,
@@ -327,7 +341,7 @@ impl Live {
         let actor = self.actor(&c.user, c.member.as_ref());
         let app = self.app.clone();
         let line = button_line(&c.data.custom_id, &app);
-        self.answer(ctx, Responder::Component(c), move || match line {
+        self.answer(ctx, Responder::Component(c), None, move || match line {
             Some((inc, line)) => app.run_line(&actor, Some(inc), &line),
             None => Response {
                 kind: ReplyKind::Error,
@@ -337,6 +351,50 @@ impl Live {
         })
         .await;
     }
+}
+
+/// Answers with a file attached. serenity writes a new attachment's id as the number 0, which
+/// Discord's OpenAPI description (a snowflake string) rejects, so the payload is written here
+/// and the request built by serenity.
+async fn respond_with_file(
+    ctx: &Context,
+    cmd: &CommandInteraction,
+    name: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<()> {
+    let payload = serde_json::json!({
+        "type": 4,
+        "data": {
+            "content": format!("{name} is attached."),
+            "attachments": [{"id": "0", "filename": name}],
+        }
+    });
+    let req = serenity::all::Request::new(
+        serenity::all::Route::InteractionResponse {
+            interaction_id: cmd.id,
+            token: &cmd.token,
+        },
+        serenity::all::LightMethod::Post,
+    )
+    .multipart(Some(serenity::all::Multipart {
+        upload: serenity::all::MultipartUpload::Attachments(vec![CreateAttachment::bytes(
+            bytes, name,
+        )]),
+        fields: vec![],
+        payload_json: Some(payload.to_string()),
+    }))
+    .build(
+        &reqwest::Client::new(),
+        ctx.http.token(),
+        ctx.http.proxy.as_deref(),
+    )?;
+    let resp = req.send().await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "Discord answered {}",
+        resp.status()
+    );
+    Ok(())
 }
 
 /// The command line a nudge button stands for: `wr:<action>:<incident>:<nudge>`.

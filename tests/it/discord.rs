@@ -441,6 +441,21 @@ async fn long_answers_are_truncated_visibly_not_rejected() {
     let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
     let help = warroom::spec::CommandSet::builtin().help(None).unwrap();
     assert!(help.chars().count() > 2000, "the test needs a long answer");
+    // The report is a file, whole, not a truncated message.
+    let ch = open_incident(&fake).await;
+    let id = fake.command(ALICE, ch, "report", json!([]));
+    assert!(fake.reply(id).await.contains("INC-1-report.md is attached"));
+    let files = fake.state.lock().unwrap().files.clone();
+    let (name, content) = files
+        .iter()
+        .find(|(n, _)| n == "INC-1-report.md")
+        .expect("the report file");
+    let md = String::from_utf8(content.clone()).unwrap();
+    assert!(
+        md.starts_with("# INC-1: Core mail server down") && md.contains("## Timeline"),
+        "{name}: {md}"
+    );
+
     let id = fake.command(ALICE, GENERAL, "help", json!([]));
     let resp = fake.response(id).await;
     let content = resp["data"]["content"].as_str().unwrap();

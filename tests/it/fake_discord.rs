@@ -189,6 +189,8 @@ pub struct State_ {
     pub invalid: Vec<String>,
     pub commands: Value,
     pub identified: usize,
+    /// Files uploaded with any request: (file name, content).
+    pub files: Vec<(String, Vec<u8>)>,
     next_id: u64,
 }
 
@@ -293,11 +295,35 @@ fn check_message(body: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The `payload_json` and the files of a multipart/form-data body.
+type Multipart = (Option<Value>, Vec<(String, Vec<u8>)>);
+
+fn multipart(headers: &HeaderMap, body: &[u8]) -> Option<Multipart> {
+    let ct = headers.get("content-type")?.to_str().ok()?;
+    let boundary = ct.strip_prefix("multipart/form-data; boundary=")?;
+    let text = String::from_utf8_lossy(body).into_owned();
+    let mut payload = None;
+    let mut files = Vec::new();
+    for part in text.split(&format!("--{boundary}")) {
+        let Some((head, content)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let content = content.strip_suffix("\r\n").unwrap_or(content);
+        if head.contains("name=\"payload_json\"") {
+            payload = serde_json::from_str(content).ok();
+        } else if let Some(f) = head.split("filename=\"").nth(1) {
+            let name = f.split('"').next().unwrap_or("").to_string();
+            files.push((name, content.as_bytes().to_vec()));
+        }
+    }
+    Some((payload, files))
+}
+
 async fn rest(
     State(s): State<Shared>,
     method: Method,
     uri: Uri,
-    _headers: HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri
@@ -305,11 +331,14 @@ async fn rest(
         .strip_prefix("/api/v10")
         .unwrap_or(uri.path())
         .to_string();
-    let json_body: Option<Value> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).ok()
+    let (json_body, files) = match multipart(&headers, &body) {
+        Some(parts) => parts,
+        None if body.is_empty() => (None, Vec::new()),
+        None => (serde_json::from_slice(&body).ok(), Vec::new()),
     };
+    if !files.is_empty() {
+        s.state.lock().unwrap().files.extend(files);
+    }
     let m = method.as_str().to_string();
     // Validate against the OpenAPI description before anything else.
     if let Some(api) = &s.openapi {
