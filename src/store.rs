@@ -206,7 +206,20 @@ impl Store {
         };
         // sled can panic on some malformed files instead of returning an error; a damaged
         // folder must give a clear message, not a crash.
-        let opened = std::panic::catch_unwind(|| sled::Config::new().path(&db_path).open());
+        let open = || std::panic::catch_unwind(|| sled::Config::new().path(&db_path).open());
+        let mut opened = open();
+        // We hold warroom.lock, so no other warroom process has the folder; if sled's own lock
+        // is still taken, a store this process just dropped is still shutting its flusher
+        // thread down. Give it a moment.
+        for _ in 0..100 {
+            match &opened {
+                Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    opened = open();
+                }
+                _ => break,
+            }
+        }
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Corruption { .. })) => {
@@ -282,14 +295,22 @@ impl Store {
         }
     }
 
-    pub fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        self.incidents
-            .iter()
+    /// Decodes every record of a tree, in key order.
+    fn decode_all<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<T>, StoreError> {
+        records
             .map(|kv| {
                 let (_, v) = kv?;
-                self.decode("an incident", &v)
+                self.decode(what, &v)
             })
             .collect()
+    }
+
+    pub fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.decode_all("an incident", self.incidents.iter())
     }
 
     /// The newest open incident, reading backwards from the newest: start-up stays quick
@@ -306,13 +327,10 @@ impl Store {
     }
 
     pub fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
-        self.timeline
-            .scan_prefix(id.0.to_be_bytes())
-            .map(|kv| {
-                let (_, v) = kv?;
-                self.decode("a timeline event", &v)
-            })
-            .collect()
+        self.decode_all(
+            "a timeline event",
+            self.timeline.scan_prefix(id.0.to_be_bytes()),
+        )
     }
 
     /// A fresh outbox id; ids grow monotonically, so the outbox delivers in order.
@@ -456,13 +474,7 @@ impl Store {
 
     /// Messages waiting for delivery, oldest first.
     pub fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
-        self.outbox
-            .iter()
-            .map(|kv| {
-                let (_, v) = kv?;
-                self.decode("an outbox message", &v)
-            })
-            .collect()
+        self.decode_all("an outbox message", self.outbox.iter())
     }
 
     pub fn outbox_first(&self) -> Result<Option<Outgoing>, StoreError> {

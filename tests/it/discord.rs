@@ -77,6 +77,27 @@ async fn bot(fake: &FakeDiscord, dir: &Path, clock: Arc<VirtualClock>) -> Runnin
     running
 }
 
+/// A fake Discord, a temporary data folder, a virtual clock at START and the bot running.
+struct Harness {
+    fake: FakeDiscord,
+    dir: tempfile::TempDir,
+    clock: Arc<VirtualClock>,
+    running: Running,
+}
+
+async fn harness() -> Harness {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = bot(&fake, dir.path(), clock.clone()).await;
+    Harness {
+        fake,
+        dir,
+        clock,
+        running,
+    }
+}
+
 fn open_options(title: &str) -> Value {
     json!([{"name": "open", "type": 1, "options": [
         {"name": "title", "type": 3, "value": title},
@@ -155,10 +176,12 @@ fn with_text(fake: &FakeDiscord, channel: u64, needle: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_an_incident_gives_a_channel_a_pinned_card_and_a_timely_answer() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(VirtualClock::new(at(START)));
-    let running = bot(&fake, dir.path(), clock).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        running,
+        ..
+    } = harness().await;
     let ch = open_incident(&fake).await;
     let channel = fake.channel_named("inc-1-").unwrap();
     assert_eq!(channel["parent_id"], json!(CATEGORY.to_string()));
@@ -200,10 +223,12 @@ async fn opening_an_incident_gives_a_channel_a_pinned_card_and_a_timely_answer()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_story_through_discord() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(VirtualClock::new(at(START)));
-    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = harness().await;
     let app = running.app.clone();
     let ch = open_incident(&fake).await;
     let (card_id, _) = card(&fake, ch);
@@ -352,10 +377,12 @@ async fn the_seed_story_through_discord() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_then_a_429_lose_no_nudge_and_duplicate_none() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(VirtualClock::new(at(START)));
-    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = harness().await;
     let ch = open_incident(&fake).await;
     fake.fault("POST", "/channels/*/messages", 500, None, 2);
     fake.fault("POST", "/channels/*/messages", 429, Some(0.3), 1);
@@ -394,9 +421,9 @@ async fn a_500_then_a_429_lose_no_nudge_and_duplicate_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_incident_fires_what_fell_due_once() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let Harness {
+        fake, dir, running, ..
+    } = harness().await;
     let ch = open_incident(&fake).await;
     running.stop().await;
 
@@ -436,9 +463,12 @@ async fn a_restart_mid_incident_fires_what_fell_due_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_answers_are_truncated_visibly_not_rejected() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        running,
+        ..
+    } = harness().await;
     let help = warroom::spec::CommandSet::builtin().help(None).unwrap();
     assert!(help.chars().count() > 2000, "the test needs a long answer");
     // The report is a file, whole, not a truncated message.
@@ -572,10 +602,12 @@ async fn the_fake_enforces_discords_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_reconnect_starts_nothing_twice() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(VirtualClock::new(at(START)));
-    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = harness().await;
     let ch = open_incident(&fake).await;
     let before = fake.state.lock().unwrap().identified;
     fake.ask_reconnect();
@@ -604,10 +636,12 @@ async fn a_gateway_reconnect_starts_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handover_checklist_buttons_and_vendor_cases_through_discord() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(VirtualClock::new(at(START)));
-    let running = bot(&fake, dir.path(), clock.clone()).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        running,
+        ..
+    } = harness().await;
     let app = running.app.clone();
     let ch = open_incident(&fake).await;
     const CAROL: (u64, &str) = (205, "carol");
@@ -763,9 +797,12 @@ async fn a_due_drill_reaches_the_sdm_by_dm_and_its_button_starts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn someone_off_the_roster_can_be_added_and_is_limited_to_updates() {
-    let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let running = bot(&fake, dir.path(), Arc::new(VirtualClock::new(at(START)))).await;
+    let Harness {
+        fake,
+        dir: _dir,
+        running,
+        ..
+    } = harness().await;
     let ch = open_incident(&fake).await;
     const VENDOR: (u64, &str) = (999, "vmware-engineer");
     // Before being added, they are not in the war room.
