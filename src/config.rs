@@ -565,6 +565,38 @@ impl Config {
                 .join(", ");
             let _ = writeln!(out, "  {u}: {r}");
         }
+        if !self.policy.services.is_empty() {
+            let _ = writeln!(out, "\nServices:");
+        }
+        for (name, svc) in &self.policy.services {
+            let plans = svc
+                .plans
+                .iter()
+                .map(|(p, t)| {
+                    format!(
+                        "Plan {p} \"{}\" ({} checklist items)",
+                        t.title,
+                        t.checklist.len()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let drills = svc
+                .drill_every
+                .map_or("no drill schedule".to_string(), |d| {
+                    format!("a drill every {}", crate::domain::engine::human(d))
+                });
+            let _ = writeln!(
+                out,
+                "  {name}: {} runbook link(s), {drills}; templates: {}",
+                svc.runbook.len(),
+                if plans.is_empty() {
+                    "none".into()
+                } else {
+                    plans
+                }
+            );
+        }
         let _ = writeln!(out, "\nWho may run what:");
         for (path, who) in &self.policy.permissions.by_command {
             let w = who
