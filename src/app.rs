@@ -409,7 +409,7 @@ impl App {
                 break;
             }
             clock.set(due);
-            if self.fire_one(clock_now(clock))? {
+            if self.fire_one(clock.now())? {
                 n += 1;
             }
         }
@@ -421,9 +421,4 @@ impl App {
     pub fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
         self.store.latest_open()
     }
-}
-
-fn clock_now(c: &crate::clock::VirtualClock) -> DateTime<Utc> {
-    use crate::clock::Clock as _;
-    c.now()
 }

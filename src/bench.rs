@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 
 use crate::app::{App, ReplyKind};
-use crate::clock::VirtualClock;
+use crate::clock::{Clock, VirtualClock};
 use crate::config::Config;
 use crate::domain::engine::{self, Ctx};
 use crate::domain::{Command, IncidentId, Plan, UserName};
@@ -66,7 +66,7 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> anyhow::Result<String> {
 
         // The same five decisions without parsing or storage: the engine alone.
         let ctx = Ctx {
-            now: clock_now(&clock),
+            now: clock.now(),
             policy: &config.policy,
         };
         let t = Instant::now();
@@ -118,11 +118,6 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> anyhow::Result<String> {
         dm.as_secs_f64() / pm.as_secs_f64().max(1e-9),
         app.store().pending_timers()
     ))
-}
-
-fn clock_now(c: &VirtualClock) -> chrono::DateTime<Utc> {
-    use crate::clock::Clock as _;
-    c.now()
 }
 
 /// With `pending` timers in the store: how long a restart takes to find the next deadline, and

@@ -48,6 +48,16 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+impl From<TransactionError<()>> for StoreError {
+    fn from(e: TransactionError<()>) -> Self {
+        match e {
+            // Our transactions never abort on purpose.
+            TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
 /// A message waiting in the outbox. Its id is the idempotency key for delivery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
@@ -416,10 +426,7 @@ impl Store {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
-        result.map_err(|e| match e {
-            TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
-            TransactionError::Storage(e) => e.into(),
-        })?;
+        result?;
         self.db.flush()?;
         Ok(())
     }
@@ -501,10 +508,7 @@ impl Store {
                 dead.insert(&key, to_json(&record))?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
-                TransactionError::Storage(e) => e.into(),
-            })?;
+            .map_err(StoreError::from)?;
         self.db.flush()?;
         Ok(())
     }
@@ -573,10 +577,7 @@ impl Store {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
-                TransactionError::Storage(e) => e.into(),
-            })?;
+            .map_err(StoreError::from)?;
         self.db.flush()?;
         Ok(())
     }

@@ -720,22 +720,15 @@ pub fn open(
     }
     let now = ctx.now;
     let plan_a = Track {
-        plan: Plan::A,
-        title: "Troubleshoot and restore the service".into(),
         lead: Some(actor.user.clone()),
         team: Some(Tier::L1.role()),
-        members: Vec::new(),
-        state: TrackState::Active,
-        opened_at: now,
-        opened_by: actor.user.clone(),
-        cadence: Cadence::Policy,
-        last_activity: now,
-        last_update: None,
-        updates: 0,
-        closed_at: None,
-        outcome_note: None,
-        handover: None,
-        checklist: Vec::new(),
+        ..Track::new(
+            Plan::A,
+            "Troubleshoot and restore the service".into(),
+            actor.user.clone(),
+            now,
+            Cadence::Policy,
+        )
     };
     let inc = Incident {
         id,

@@ -224,22 +224,16 @@ pub fn handle(
             w.inc.tracks.insert(
                 *plan,
                 Track {
-                    plan: *plan,
-                    title: title.clone(),
                     lead: lead.clone(),
                     team: team.clone(),
-                    members: Vec::new(),
-                    state: TrackState::Active,
-                    opened_at: now,
-                    opened_by: who.clone(),
-                    cadence: cadence.map_or(Cadence::Policy, Cadence::Custom),
-                    last_activity: now,
-                    last_update: None,
-                    updates: 0,
-                    closed_at: None,
-                    outcome_note: None,
-                    handover: None,
                     checklist: checklist.clone(),
+                    ..Track::new(
+                        *plan,
+                        title.clone(),
+                        who.clone(),
+                        now,
+                        cadence.map_or(Cadence::Policy, Cadence::Custom),
+                    )
                 },
             );
             w.arm_silence(*plan, now);

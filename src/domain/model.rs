@@ -406,6 +406,36 @@ pub struct Track {
     pub checklist: Vec<ChecklistItem>,
 }
 
+impl Track {
+    /// A track opened now, with no updates yet.
+    pub fn new(
+        plan: Plan,
+        title: String,
+        opened_by: UserName,
+        at: DateTime<Utc>,
+        cadence: Cadence,
+    ) -> Track {
+        Track {
+            plan,
+            title,
+            lead: None,
+            team: None,
+            members: Vec::new(),
+            state: TrackState::Active,
+            opened_at: at,
+            opened_by,
+            cadence,
+            last_activity: at,
+            last_update: None,
+            updates: 0,
+            closed_at: None,
+            outcome_note: None,
+            handover: None,
+            checklist: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChecklistItem {
     pub text: String,

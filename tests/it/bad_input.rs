@@ -92,7 +92,7 @@ fn bad_inputs_get_clear_errors_and_change_nothing() {
     input.push_str("/timeline\n/incident status\n");
     let run = console(dir.path(), START, &input);
     assert!(run.success, "{}", run.stderr);
-    let errors: Vec<&Line> = run.lines.iter().filter(|l| l.kind == "error").collect();
+    let errors = run.errors();
     assert_eq!(errors.len(), BAD.len(), "{errors:#?}");
     for (e, (line, expect)) in errors.iter().zip(BAD) {
         let mut parts = e.text.lines();

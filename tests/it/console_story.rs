@@ -135,12 +135,7 @@ fn restart_fires_what_fell_due_exactly_once_and_keeps_history() {
     );
     assert!(fired.iter().all(|l| l.at == at("2026-11-24T00:40:00Z")));
 
-    let timeline = &second
-        .lines
-        .iter()
-        .find(|l| l.text.starts_with("Timeline of INC-1"))
-        .unwrap()
-        .text;
+    let timeline = second.text_starting("Timeline of INC-1");
     for who in [
         "bob acknowledged",
         "sam acknowledged",
@@ -152,12 +147,7 @@ fn restart_fires_what_fell_due_exactly_once_and_keeps_history() {
             "timeline lacks '{who}':\n{timeline}"
         );
     }
-    let status = &second
-        .lines
-        .iter()
-        .find(|l| l.text.starts_with("INC-1 ·"))
-        .unwrap()
-        .text;
+    let status = second.text_starting("INC-1 ·");
     assert!(status.contains("tier L3"), "{status}");
     assert!(status.contains("alerted"), "{status}");
 
@@ -182,7 +172,7 @@ fn non_sdm_cannot_open_plan_b_and_nothing_changes() {
                  /as alice\n/incident status\n/timeline\n";
     let run = console(dir.path(), START, input);
     assert!(run.success, "{}", run.stderr);
-    let errors: Vec<&Line> = run.lines.iter().filter(|l| l.kind == "error").collect();
+    let errors = run.errors();
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(
         errors[0].text.contains("/plan open is refused") && errors[0].text.contains("sdm"),

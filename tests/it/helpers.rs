@@ -47,6 +47,23 @@ pub struct Run {
     pub success: bool,
 }
 
+impl Run {
+    /// The error replies, in order.
+    pub fn errors(&self) -> Vec<&Line> {
+        self.lines.iter().filter(|l| l.kind == "error").collect()
+    }
+
+    /// The text of the first line starting with `prefix` (a reply such as "Timeline of").
+    pub fn text_starting(&self, prefix: &str) -> &str {
+        &self
+            .lines
+            .iter()
+            .find(|l| l.text.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starts with {prefix:?}: {:#?}", self.lines))
+            .text
+    }
+}
+
 /// Runs `warroom console --format jsonl` on `data` with the virtual clock at `clock`.
 pub fn console(data: &Path, clock: &str, input: &str) -> Run {
     run_binary(

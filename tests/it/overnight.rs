@@ -55,11 +55,7 @@ fn overnight_handover_of_plan_b_nudges_both_until_acknowledged() {
     let after = silent.last().unwrap();
     assert_eq!(after.mentions, vec!["dana"], "{after:#?}");
     assert!(after.at > silent[0].at);
-    let timeline = &l
-        .iter()
-        .find(|x| x.text.starts_with("Timeline"))
-        .unwrap()
-        .text;
+    let timeline = run.text_starting("Timeline");
     assert!(
         timeline.contains("handover of Plan B offered to dana"),
         "{timeline}"
@@ -96,12 +92,7 @@ fn vendor_callback_nudges_lead_and_sdm_only_when_nothing_was_recorded() {
         "{}",
         n[0].text
     );
-    let card = &run
-        .lines
-        .iter()
-        .find(|x| x.text.starts_with("INC-1 ·"))
-        .unwrap()
-        .text;
+    let card = run.text_starting("INC-1 ·");
     assert!(
         card.contains("Vendor VMware case SR-4711 · callback 22:30 MISSED"),
         "{card}"
@@ -137,7 +128,7 @@ fn checklist_items_are_ticked_onto_the_timeline() {
         .find(|x| x.text.starts_with("Ticked item 2 of Plan B"))
         .expect("ticked");
     assert!(ok.text.contains("1 of 5 done"), "{}", ok.text);
-    let errors: Vec<&Line> = run.lines.iter().filter(|x| x.kind == "error").collect();
+    let errors = run.errors();
     assert!(
         errors[0].text.contains("already ticked by carol"),
         "{}",
@@ -148,12 +139,7 @@ fn checklist_items_are_ticked_onto_the_timeline() {
         "{}",
         errors[1].text
     );
-    let timeline = &run
-        .lines
-        .iter()
-        .find(|x| x.text.starts_with("Timeline"))
-        .unwrap()
-        .text;
+    let timeline = run.text_starting("Timeline");
     assert!(
         timeline.contains("Plan B checklist 2/5 done: Provision a fresh VM"),
         "{timeline}"
@@ -259,7 +245,7 @@ fn a_participant_added_to_the_incident_posts_updates_but_runs_nothing_privileged
         open_sev1()
     );
     let run = console(dir.path(), START, &input);
-    let errors: Vec<&Line> = run.lines.iter().filter(|x| x.kind == "error").collect();
+    let errors = run.errors();
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(
         errors[0].text.contains("'zed' is not on the roster"),
@@ -281,12 +267,7 @@ fn a_participant_added_to_the_incident_posts_updates_but_runs_nothing_privileged
             .iter()
             .any(|x| x.kind == "post" && x.text.contains("Plan A update from zed"))
     );
-    let timeline = &run
-        .lines
-        .iter()
-        .find(|x| x.text.starts_with("Timeline"))
-        .unwrap()
-        .text;
+    let timeline = run.text_starting("Timeline");
     assert!(
         timeline.contains("zed joined as on-site facilities (fm)"),
         "{timeline}"
