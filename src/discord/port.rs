@@ -132,6 +132,17 @@ impl DiscordPort {
         serde_json::to_vec(v).ok()
     }
 
+    fn incident(&self, id: IncidentId) -> Result<Incident, DeliveryError> {
+        self.app
+            .store()
+            .incident(id)
+            .map_err(|e| DeliveryError::Retry {
+                after: None,
+                reason: e.to_string(),
+            })?
+            .ok_or_else(|| Self::permanent(format!("{id} is not in the store")))
+    }
+
     fn get_id(&self, key: &str) -> Option<u64> {
         self.app
             .store()
@@ -176,7 +187,7 @@ impl DiscordPort {
         let id = match found {
             Some(c) => c["id"].as_str().and_then(|s| s.parse::<u64>().ok()),
             None => {
-                let inc = self.app.store().incident(incident).ok().flatten();
+                let inc = self.incident(incident).ok();
                 let mut create = CreateChannel::new(fit(name, 100)).kind(ChannelType::Text);
                 if let Some(cat) = category {
                     create = create.category(ChannelId::new(cat));
@@ -476,21 +487,15 @@ impl ChatPort for DiscordPort {
                 return self.ops(msg).await;
             }
             let channel = self.channel(msg.incident, &msg.channel).await?;
-            let inc = self
-                .app
-                .store()
-                .incident(msg.incident)
-                .map_err(|e| DeliveryError::Retry {
-                    after: None,
-                    reason: e.to_string(),
-                })?
-                .ok_or_else(|| Self::permanent(format!("{} is not in the store", msg.incident)))?;
             if msg.kind == MessageKind::Status {
+                // The card shows the incident as it is now, however late the refresh runs.
+                let inc = self.incident(msg.incident)?;
                 return self.card(&inc, channel, msg.id.to_string()).await;
             }
             let m = self.message(msg, msg.id.to_string());
             self.post(channel, &m).await?;
             if msg.kind == MessageKind::Nudge {
+                let inc = self.incident(msg.incident)?;
                 self.dm_sdm(msg, &inc, channel).await?;
             }
             Ok(())
