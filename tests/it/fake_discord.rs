@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,19 +42,10 @@ pub struct OpenApi {
 impl OpenApi {
     /// Loads the description; under CI its absence is a failure, elsewhere a skip, said aloud.
     pub fn load() -> Option<OpenApi> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/discord/openapi.json");
+        let path = crate::helpers::shared_file("discord/openapi.json")?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) => {
-                if std::env::var_os("CI").is_some() {
-                    panic!("CI is set but {} cannot be read: {e}", path.display());
-                }
-                eprintln!(
-                    "SKIPPING OpenAPI validation: {} is missing ({e})",
-                    path.display()
-                );
-                return None;
-            }
+            Err(e) => panic!("{} exists but cannot be read: {e}", path.display()),
         };
         let doc: Value = serde_json::from_str(&text).expect("openapi.json is JSON");
         let routes = doc["paths"]
@@ -817,6 +807,24 @@ impl FakeDiscord {
             .iter()
             .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
             .cloned()
+    }
+
+    /// Whether bodies are being checked against the OpenAPI description (it is off, said
+    /// aloud, only outside CI when `shared/` is not beside the repository).
+    pub fn validating(&self) -> bool {
+        self.openapi.is_some()
+    }
+
+    /// Fails the test on any invalid body, and, when validation is on, on fewer than `min`
+    /// validated bodies. Says how many were checked.
+    pub fn assert_validated_at_least(&self, min: usize) {
+        let n = self.assert_valid();
+        if self.validating() {
+            assert!(
+                n >= min,
+                "validated only {n} bodies, expected at least {min}"
+            );
+        }
     }
 
     /// Fails the test on any invalid body, and says how many were checked.

@@ -142,3 +142,43 @@ pub fn app(dir: &Path) -> (Arc<App>, Arc<VirtualClock>) {
     ));
     (app, clock)
 }
+
+/// Whether this run is CI's (`CI` set): there, everything outside the repository that a test
+/// needs is installed by `.ci/run`, so its absence is a failure, not a skip.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// A file from `../shared/` beside the repository (test data that is not ours to commit).
+/// This is the one place a test may read outside the repository. Outside CI a missing file is
+/// a skip of that part only, said aloud; under CI it is a failure. Callers name their file
+/// relative to `shared/`, and `layout.rs` keeps the list of such files.
+pub fn shared_file(rel: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join(rel);
+    match std::fs::metadata(&path) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            if under_ci() {
+                panic!(
+                    "CI is set but {} cannot be read: {e}; CI runs with shared/ beside the clone",
+                    path.display()
+                );
+            }
+            say(&format!(
+                "SKIPPING the part that needs {}: it is missing ({e}). It comes with the shared/ folder beside the repository.",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// Writes a note to the stderr handle, not through the test harness's captured `eprintln!`, so
+/// that a skip shows in the output even for a passing test.
+pub fn say(note: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{note}");
+}

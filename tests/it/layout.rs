@@ -102,3 +102,69 @@ fn readme_command_table_matches_the_definitions() {
         "regenerate with: cargo run -- commands"
     );
 }
+
+/// The files under `../shared/` that tests may read, each through `helpers::shared_file`.
+const SHARED_FILES: &[&str] = &["discord/openapi.json"];
+
+/// Code without comments, so that docs may mention paths.
+fn code_of(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn tests_read_nothing_outside_the_repository_but_shared_files_through_the_ci_rule() {
+    let mut files = Vec::new();
+    rust_files(&root().join("tests"), &mut files);
+    // Ways a test could name a path outside the repository: a parent folder, or an absolute
+    // path under a system or home folder.
+    let escapes = regex::Regex::new(
+        r#"\.\./|"\.\."|"/(usr|etc|home|root|tmp|var|work|opt|srv|mnt|proc|sys|dev)(/|")|env::home_dir|"HOME""#,
+    )
+    .unwrap();
+    let call = regex::Regex::new(r#"shared_file\(\s*"([^"]*)"\s*\)"#).unwrap();
+    let mut calls = 0;
+    for f in &files {
+        let name = f.strip_prefix(root()).unwrap().display().to_string();
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for (n, line) in code.lines().enumerate() {
+            // The one sanctioned way out of the repository: helpers::shared_file joins "..".
+            if name == "tests/it/helpers.rs" && line.trim() == ".join(\"..\")" {
+                continue;
+            }
+            // This test's own patterns.
+            if name == "tests/it/layout.rs" {
+                continue;
+            }
+            assert!(
+                !escapes.is_match(line),
+                "{name}:{}: reads outside the repository: {line}\nuse helpers::shared_file (and list the file in SHARED_FILES), or a temp folder",
+                n + 1
+            );
+        }
+        for c in call.captures_iter(&code) {
+            calls += 1;
+            assert!(
+                SHARED_FILES.contains(&&c[1]),
+                "{name} reads shared/{} which is not in SHARED_FILES",
+                &c[1]
+            );
+        }
+    }
+    assert!(calls >= 1, "the fake Discord reads the OpenAPI description");
+    // The helper itself keeps the rule: a failure under CI, a said-aloud skip elsewhere.
+    let helpers = code_of(&std::fs::read_to_string(root().join("tests/it/helpers.rs")).unwrap());
+    let body = helpers
+        .split("pub fn shared_file(")
+        .nth(1)
+        .and_then(|b| b.split("\npub fn ").next())
+        .expect("helpers.rs has shared_file");
+    for needed in ["under_ci()", "panic!", "SKIPPING", "None"] {
+        assert!(
+            body.contains(needed),
+            "helpers::shared_file lost its CI rule: no {needed}"
+        );
+    }
+}
