@@ -1,6 +1,7 @@
 //! The service: parses a command, runs the engine on the stored incident, commits the decision,
 //! and answers. Fired timers take the same path. Every front end goes through here.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::delivery::{Destination, Health, fallback};
 use crate::domain::engine::{self, authorize};
 use crate::domain::{
     Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render,
@@ -63,6 +65,12 @@ pub struct App {
     pub timers_changed: Arc<Notify>,
     /// Poked whenever the outbox has something new.
     pub outbox_ready: Arc<Notify>,
+    /// Which delivery lanes are in trouble; the courier writes it, status shows it.
+    pub health: Arc<Health>,
+    /// The people the front end can reach by direct message (none for the console).
+    reach: BTreeSet<UserName>,
+    /// Whether nudges for the SDM also go to them by direct message.
+    dm_sdm: bool,
 }
 
 impl App {
@@ -75,7 +83,49 @@ impl App {
             write: Mutex::new(()),
             timers_changed: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
+            health: Arc::new(Health::default()),
+            reach: BTreeSet::new(),
+            dm_sdm: false,
         }
+    }
+
+    /// For a front end with direct messages: the people it can reach, and whether the SDM gets
+    /// a direct copy of each nudge meant for them.
+    pub fn with_direct(mut self, reach: BTreeSet<UserName>, dm_sdm: bool) -> App {
+        self.reach = reach;
+        self.dm_sdm = dm_sdm;
+        self
+    }
+
+    pub fn reach(&self) -> &BTreeSet<UserName> {
+        &self.reach
+    }
+    pub fn dm_sdm(&self) -> bool {
+        self.dm_sdm
+    }
+
+    /// The direct copies to queue with `o`: the SDM's, where the front end has direct messages.
+    fn direct_copies(
+        &self,
+        inc: Option<&Incident>,
+        o: &Outgoing,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        let who = fallback::direct_copies(&self.config.policy, inc, o, &self.reach, self.dm_sdm);
+        let text = if o.incident.0 == 0 {
+            o.text.clone()
+        } else {
+            format!("{} in #{}: {}", o.incident, o.channel, o.text)
+        };
+        who.into_iter()
+            .map(|user| {
+                Ok(fallback::copy(
+                    o,
+                    self.store.outbox_id()?,
+                    Destination::Direct { user },
+                    text.clone(),
+                ))
+            })
+            .collect()
     }
 
     pub fn store(&self) -> &Store {
@@ -152,8 +202,28 @@ impl App {
             severity,
             service,
             drill,
+            force,
         }) = &request
         {
+            if !*force {
+                match self.recent_duplicate(actor, service, now) {
+                    Ok(Some(dup)) => {
+                        return Response {
+                            kind: ReplyKind::Reply,
+                            text: format!(
+                                "{} is already open for {}: you opened it {} ago, in #{}. Nothing new was opened. To open a second incident anyway, add force:true.",
+                                dup.id,
+                                dup.service,
+                                engine::human(now.signed_duration_since(dup.opened_at)),
+                                dup.channel
+                            ),
+                            incident: Some(dup.id),
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(e) => return self.storage_failure(e),
+                }
+            }
             let id = match self.store.next_incident_id() {
                 Ok(id) => id,
                 Err(e) => return self.storage_failure(e),
@@ -232,9 +302,41 @@ impl App {
         }
     }
 
+    /// How long a repeated `/incident open` by the same person for the same service is taken
+    /// for a retry (their answer was lost, or they were unsure) rather than a second outage.
+    pub const DUPLICATE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+    /// An open incident for `service` that `actor` opened within the duplicate window.
+    fn recent_duplicate(
+        &self,
+        actor: &Actor,
+        service: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Incident>, StoreError> {
+        let since = now
+            .checked_sub_signed(Self::DUPLICATE_WINDOW)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let service = service.trim();
+        Ok(self
+            .store
+            .incidents_opened_since(since)?
+            .into_iter()
+            .find(|i| {
+                i.is_open()
+                    && i.opener == actor.user
+                    && i.service.eq_ignore_ascii_case(service)
+                    && i.opened_at <= now
+            }))
+    }
+
     pub fn status_card(&self, inc: &Incident) -> String {
         let sdm = self.config.policy.roster.holders(&RoleKey::sdm());
-        render::status(inc, &sdm)
+        let mut card = render::status(inc, &sdm);
+        for line in self.health.lines_for(inc.id) {
+            card.push_str("\nDelivery: ");
+            card.push_str(&line);
+        }
+        card
     }
 
     /// Commits a decision and queues its messages. The reply goes out only after the commit.
@@ -257,10 +359,18 @@ impl App {
         }
         let mut outbox = Vec::with_capacity(messages.len());
         for m in messages {
-            match self.store.outbox_id() {
-                Ok(id) => outbox.push(Outgoing::new(id, d.incident.id, &d.incident.channel, m)),
+            let o = match self.store.outbox_id() {
+                Ok(id) => Outgoing::new(id, d.incident.id, &d.incident.channel, m),
                 Err(e) => return self.storage_failure(e),
-            }
+            };
+            // The SDM's direct copy is its own message in its own lane, so that it never
+            // depends on the channel post.
+            let copies = match self.direct_copies(Some(&d.incident), &o) {
+                Ok(c) => c,
+                Err(e) => return self.storage_failure(e),
+            };
+            outbox.push(o);
+            outbox.extend(copies);
         }
         let commit = Commit {
             before,
@@ -341,12 +451,12 @@ impl App {
             return self.store.set_drill(service, None, &[]);
         };
         let m = engine::drill_due(service, every, due, now);
-        let out = Outgoing::new(self.store.outbox_id()?, IncidentId(0), Self::OPS_CHANNEL, m);
-        self.store.set_drill(
-            service,
-            Some(now + chrono::TimeDelta::days(1)),
-            std::slice::from_ref(&out),
-        )?;
+        let mut out = Outgoing::new(self.store.outbox_id()?, IncidentId(0), Self::OPS_CHANNEL, m);
+        out.to = Destination::Ops;
+        let mut queued = self.direct_copies(None, &out)?;
+        queued.insert(0, out);
+        self.store
+            .set_drill(service, Some(now + chrono::TimeDelta::days(1)), &queued)?;
         self.outbox_ready.notify_one();
         Ok(())
     }

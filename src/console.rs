@@ -14,9 +14,10 @@ use tokio::sync::watch;
 use crate::app::{App, ReplyKind};
 use crate::clock::{Clock, SystemClock, VirtualClock};
 use crate::config::Config;
-use crate::courier::{Courier, run_scheduler};
+use crate::delivery::Courier;
 use crate::domain::{IncidentId, Target, UserName};
 use crate::port::{BoxFuture, ChatPort, DeliveryError};
+use crate::scheduler::run_scheduler;
 use crate::spec::parse_duration;
 use crate::store::{Outgoing, Store};
 

@@ -16,7 +16,11 @@ pub enum DeliveryError {
         after: Option<Duration>,
         reason: String,
     },
-    /// The platform will never take this message (for example a permission error).
+    /// The destination cannot take messages for now, and retrying alone will not fix it soon
+    /// (no permission to create the channel, for example). The courier sends the waiting
+    /// nudges by the fallback route, says so once, and retries with capped backoff.
+    Unreachable { reason: String },
+    /// The platform will never take this message (for example a message it finds invalid).
     Permanent { reason: String },
 }
 

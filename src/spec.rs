@@ -838,6 +838,7 @@ pub const HANDLERS: &[(&str, Handler)] = &[
                 .ok_or_else(|| missing(&i.path, "severity"))?,
             service: i.need_text("service"),
             drill: matches!(i.values.get("drill"), Some(Value::Bool(true))),
+            force: matches!(i.values.get("force"), Some(Value::Bool(true))),
         }))
     }),
     ("incident status", |_| Ok(Request::Status)),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::delivery::Destination;
 use crate::domain::{
     Button, Event, Incident, IncidentId, MessageKind, NudgeId, PendingTimer, Target, TimerKind,
     TimerSeq,
@@ -70,6 +71,15 @@ pub struct Outgoing {
     pub mentions: Vec<Target>,
     pub buttons: Vec<Button>,
     pub nudge: Option<NudgeId>,
+    /// Where it goes: the incident's channel unless said otherwise.
+    #[serde(default)]
+    pub to: Destination,
+    /// For a copy or a notice: the outbox id of the message it is about.
+    #[serde(default)]
+    pub about: Option<u64>,
+    /// Fallback copies of it were queued already (its channel was unreachable).
+    #[serde(default)]
+    pub fallback_done: bool,
 }
 
 impl Outgoing {
@@ -90,8 +100,23 @@ impl Outgoing {
             mentions: m.mentions,
             buttons: m.buttons,
             nudge: m.nudge,
+            to: Destination::Incident,
+            about: None,
+            fallback_done: false,
         }
     }
+
+    /// Its delivery lane (see `delivery`).
+    pub fn lane(&self) -> String {
+        crate::delivery::lane(self.incident, &self.to)
+    }
+}
+
+/// A message the platform refused for good, kept out of the delivery queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub message: Outgoing,
+    pub reason: String,
 }
 
 /// A pending timer as the scheduler sees it.
@@ -336,6 +361,24 @@ impl Store {
         Ok(None)
     }
 
+    /// Incidents opened at or after `since`, newest first. Reads backwards from the newest and
+    /// stops at the first older one: ids grow with opening time.
+    pub fn incidents_opened_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.incidents.iter().rev() {
+            let (_, v) = kv?;
+            let inc: Incident = self.decode("an incident", &v)?;
+            if inc.opened_at < since {
+                break;
+            }
+            out.push(inc);
+        }
+        Ok(out)
+    }
+
     pub fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
         self.decode_all(
             "a timeline event",
@@ -498,19 +541,86 @@ impl Store {
         Ok(())
     }
 
-    /// The platform refused the message for good: keep it, out of the delivery queue.
-    pub fn dead_letter(&self, msg: &Outgoing, reason: &str) -> Result<(), StoreError> {
-        let record = serde_json::json!({ "message": msg, "reason": reason });
+    /// Queues `msgs` (copies, notices) in one transaction; with `replacing`, that outbox record
+    /// is rewritten too (to mark its fallback copies queued).
+    pub fn queue(&self, msgs: &[Outgoing], replacing: Option<&Outgoing>) -> Result<(), StoreError> {
+        let mut rows: Vec<([u8; 8], Vec<u8>)> = msgs
+            .iter()
+            .map(|o| (o.id.to_be_bytes(), to_json(o)))
+            .collect();
+        if let Some(r) = replacing {
+            rows.push((r.id.to_be_bytes(), to_json(r)));
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in &rows {
+            batch.insert(k, v.as_slice());
+        }
+        self.outbox.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The platform refused the message for good: keep it, out of the delivery queue, and queue
+    /// the `notices` about it, in one transaction.
+    pub fn dead_letter(
+        &self,
+        msg: &Outgoing,
+        reason: &str,
+        notices: &[Outgoing],
+    ) -> Result<(), StoreError> {
+        let record = DeadLetter {
+            message: msg.clone(),
+            reason: reason.to_string(),
+        };
         let key = msg.id.to_be_bytes();
+        let record = to_json(&record);
+        let notices: Vec<([u8; 8], Vec<u8>)> = notices
+            .iter()
+            .map(|o| (o.id.to_be_bytes(), to_json(o)))
+            .collect();
         (&self.outbox, &self.dead)
             .transaction(|(out, dead)| {
                 out.remove(&key)?;
-                dead.insert(&key, to_json(&record))?;
+                dead.insert(&key, record.as_slice())?;
+                for (k, v) in &notices {
+                    out.insert(k, v.as_slice())?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(StoreError::from)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Every dead letter, oldest first.
+    pub fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.decode_all("a dead letter", self.dead.iter())
+    }
+
+    /// Puts dead letters back in the outbox (`id` None: all of them). Returns how many.
+    pub fn retry_dead(&self, id: Option<u64>) -> Result<usize, StoreError> {
+        let letters: Vec<DeadLetter> = match id {
+            Some(id) => match self.dead.get(id.to_be_bytes())? {
+                Some(v) => vec![self.decode("a dead letter", &v)?],
+                None => Vec::new(),
+            },
+            None => self.dead_letter_list()?,
+        };
+        let rows: Vec<([u8; 8], Vec<u8>)> = letters
+            .iter()
+            .map(|d| (d.message.id.to_be_bytes(), to_json(&d.message)))
+            .collect();
+        (&self.outbox, &self.dead)
+            .transaction(|(out, dead)| {
+                for (k, v) in &rows {
+                    dead.remove(k)?;
+                    out.insert(k, v.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(StoreError::from)?;
+        self.db.flush()?;
+        Ok(rows.len())
     }
 
     /// The earliest scheduled drill: (due, service).
@@ -589,6 +699,12 @@ impl Store {
 
     pub fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.adapter.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn adapter_remove(&self, key: &str) -> Result<(), StoreError> {
+        self.adapter.remove(key)?;
         self.db.flush()?;
         Ok(())
     }

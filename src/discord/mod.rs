@@ -21,8 +21,9 @@ use tokio::sync::watch;
 use crate::app::{App, ReplyKind, Response};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::courier::{Courier, run_scheduler};
+use crate::delivery::Courier;
 use crate::domain::{Actor, IncidentId, RoleKey};
+use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
 pub use port::DiscordPort;

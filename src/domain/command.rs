@@ -40,6 +40,8 @@ pub enum Command {
         severity: Severity,
         service: String,
         drill: bool,
+        /// Open it even if the same person opened one for this service minutes ago.
+        force: bool,
     },
     Severity {
         level: Severity,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use warroom::courier::{Courier, Drained};
+use warroom::delivery::{Courier, Drained};
 use warroom::domain::UserName;
 use warroom::port::{BoxFuture, ChatPort, DeliveryError};
 use warroom::store::{Outgoing, Store, StoreError};
@@ -192,7 +192,7 @@ async fn the_scheduler_fires_when_the_virtual_clock_moves() {
     let (app, clock) = app(dir.path());
     open_incident(&app);
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(warroom::courier::run_scheduler(app.clone(), rx));
+    let task = tokio::spawn(warroom::scheduler::run_scheduler(app.clone(), rx));
     let before = app.store().outbox().unwrap().len();
     clock.advance(chrono::TimeDelta::minutes(31));
     app.timers_changed.notify_one();
