@@ -45,7 +45,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DiscordConfig {
     pub guild_id: Option<u64>,
     pub incident_category_id: Option<u64>,
@@ -55,8 +55,26 @@ pub struct DiscordConfig {
     pub dm_sdm: bool,
     /// Tests only: a fake Discord's base URL. Turns serenity's rate limiter off.
     pub api_base: Option<String>,
+    /// The longest one request to Discord may take before it counts as failed (and is
+    /// retried). Connecting alone is capped at a third of it.
+    pub request_timeout: std::time::Duration,
     pub roles: BTreeMap<RoleKey, u64>,
     pub users: BTreeMap<UserName, u64>,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            guild_id: None,
+            incident_category_id: None,
+            ops_channel_id: None,
+            dm_sdm: false,
+            api_base: None,
+            request_timeout: std::time::Duration::from_secs(15),
+            roles: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -436,6 +454,7 @@ impl Config {
                 "ops_channel_id",
                 "dm_sdm",
                 "api_base",
+                "request_timeout",
                 "roles",
                 "users",
             ],
@@ -461,6 +480,22 @@ impl Config {
             api_base: r
                 .string(&dt, "api_base", "discord.api_base")?
                 .filter(|s| !s.is_empty()),
+            request_timeout: match dt.get("request_timeout") {
+                None => DiscordConfig::default().request_timeout,
+                Some(_) => r
+                    .duration(&dt, "request_timeout", "discord.request_timeout")?
+                    .and_then(|d| d.to_std().ok())
+                    .filter(|d| {
+                        *d >= std::time::Duration::from_secs(1)
+                            && *d <= std::time::Duration::from_secs(120)
+                    })
+                    .ok_or_else(|| {
+                        r.err(
+                            "discord.request_timeout",
+                            "expected a duration from 1s to 2m, like \"15s\"",
+                        )
+                    })?,
+            },
             ..Default::default()
         };
         if let Some(base) = &discord.api_base

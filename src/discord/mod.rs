@@ -13,8 +13,9 @@ use anyhow::Context as _;
 use serenity::all::{
     ChannelId, CommandDataOptionValue, CommandInteraction, ComponentInteraction, Context,
     CreateAttachment, CreateAutocompleteResponse, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EditInteractionResponse, EventHandler, GatewayIntents,
-    GuildId, HttpBuilder, Interaction, Member, Ready, ShardManager, User,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, EditInteractionResponse,
+    EventHandler, GatewayIntents, GuildId, HttpBuilder, Interaction, Member, Ready, ShardManager,
+    User,
 };
 use tokio::sync::watch;
 
@@ -22,6 +23,7 @@ use crate::app::{App, ReplyKind, Response};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::Courier;
+use crate::delivery::Destination;
 use crate::domain::{Actor, IncidentId, RoleKey};
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
@@ -30,6 +32,10 @@ pub use port::DiscordPort;
 
 /// Answer within this long, or defer: Discord allows 3 s for the first response.
 const ANSWER_BUDGET: Duration = Duration::from_millis(2000);
+/// How long an `/incident open` answer waits for its channel, within Discord's 3 s.
+const CHANNEL_WAIT: Duration = Duration::from_millis(800);
+/// The same, once the answer was deferred (Discord then waits 15 minutes).
+const DEFERRED_CHANNEL_WAIT: Duration = Duration::from_secs(5);
 
 pub struct DiscordOptions {
     /// From `DISCORD_TOKEN` only. Never logged.
@@ -112,7 +118,16 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .guild_id
         .context("discord.guild_id is not set; put your server's id in the configuration")?;
     let store = Store::open(&opts.data)?;
-    let app = Arc::new(App::new(store, cfg.clone(), opts.clock.clone()));
+    // Everyone mapped to a Discord id can be reached by direct message.
+    let reach = cfg.discord.users.keys().cloned().collect();
+    let app = Arc::new(
+        App::new(store, cfg.clone(), opts.clock.clone()).with_direct(reach, cfg.discord.dm_sdm),
+    );
+    if cfg.discord.ops_channel_id.is_none() {
+        tracing::warn!(
+            "discord.ops_channel_id is not set: notices about undeliverable messages reach the SDM by direct message only"
+        );
+    }
     app.init_drills()?;
     let api_base = cfg.discord.api_base.clone();
     let http = http(&opts.token, api_base.as_deref());
@@ -129,16 +144,17 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .await
         .context("cannot register the slash commands")?;
 
+    let port = Arc::new(DiscordPort::new(app.clone(), &opts.token, api_base.clone()));
     // The gateway client shares the configured HTTP client (proxy, rate limiter).
     let mut client = serenity::all::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
         .event_handler(Handler {
             app: Arc::downgrade(&app),
+            port: Arc::downgrade(&port),
         })
         .await
         .context("cannot start the Discord client")?;
     let shards = client.shard_manager.clone();
     let (stop, stop_rx) = watch::channel(false);
-    let port = Arc::new(DiscordPort::new(app.clone(), &opts.token, api_base.clone()));
     let mut tasks = vec![
         tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
         tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
@@ -172,11 +188,14 @@ pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
 /// shutdown (we saw it after a reconnect), and they must not keep the data folder locked.
 struct Handler {
     app: std::sync::Weak<App>,
+    /// Weak for the same reason: the port holds the app.
+    port: std::sync::Weak<DiscordPort>,
 }
 
 /// The handler's work for one event, with the app upgraded for its duration.
 struct Live {
     app: Arc<App>,
+    port: Option<Arc<DiscordPort>>,
 }
 
 impl Live {
@@ -208,9 +227,16 @@ impl Live {
     }
 
     /// Runs the work off the async threads; answers within the budget, deferring if needed.
-    /// With `attach`, a successful answer goes as a file of that name (the report).
-    async fn answer<F>(&self, ctx: &Context, target: Responder<'_>, attach: Option<String>, work: F)
-    where
+    /// With `attach`, a successful answer goes as a file of that name (the report). With
+    /// `opening`, the answer names the incident's channel only once it exists.
+    async fn answer<F>(
+        &self,
+        ctx: &Context,
+        target: Responder<'_>,
+        attach: Option<String>,
+        opening: bool,
+        work: F,
+    ) where
         F: FnOnce() -> Response + Send + 'static,
     {
         let mut job = tokio::task::spawn_blocking(work);
@@ -220,30 +246,48 @@ impl Live {
                 let defer = CreateInteractionResponse::Defer(
                     CreateInteractionResponseMessage::new().ephemeral(true),
                 );
-                if let Err(e) = target.respond(ctx, defer).await {
+                let deferred = target.respond(ctx, defer).await;
+                if let Err(e) = &deferred {
                     tracing::error!(error = %e, "cannot defer an interaction");
                 }
-                let r = job.await;
-                let text = match r {
+                let r = match job.await {
+                    Ok(r) if opening => Ok(self.name_channel(r, DEFERRED_CHANNEL_WAIT).await),
+                    r => r,
+                };
+                let text = match &r {
                     Ok(r) => port::fit(&r.text, port::CONTENT_MAX),
                     Err(e) => format!("warroom failed on this command: {e}"),
                 };
-                if let Err(e) = target
-                    .edit(ctx, EditInteractionResponse::new().content(text))
-                    .await
-                {
+                let edited = target
+                    .edit(ctx, EditInteractionResponse::new().content(text.clone()))
+                    .await;
+                if let Err(e) = edited {
                     tracing::error!(error = %e, "cannot send a deferred answer");
+                    if deferred.is_err() {
+                        self.tell_anyway(ctx, &target, &text, r.ok().and_then(|r| r.incident))
+                            .await;
+                    }
                 }
                 return;
             }
         };
-        let (text, ephemeral, ok) = match response {
+        let response = match response {
+            Ok(r) if opening => Ok(self.name_channel(r, CHANNEL_WAIT).await),
+            r => r,
+        };
+        let (text, ephemeral, ok, incident) = match response {
             Ok(r) => (
                 r.text,
                 r.kind == ReplyKind::Error || r.incident.is_none(),
                 r.kind == ReplyKind::Reply,
+                r.incident,
             ),
-            Err(e) => (format!("warroom failed on this command: {e}"), true, false),
+            Err(e) => (
+                format!("warroom failed on this command: {e}"),
+                true,
+                false,
+                None,
+            ),
         };
         if let (Some(name), true, Responder::Command(cmd)) = (attach, ok, &target) {
             if let Err(e) = respond_with_file(ctx, cmd, &name, text.into_bytes()).await {
@@ -256,15 +300,128 @@ impl Live {
         } else {
             text
         };
+        let text = port::fit(&text, port::CONTENT_MAX);
         let msg = CreateInteractionResponseMessage::new()
-            .content(port::fit(&text, port::CONTENT_MAX))
+            .content(text.clone())
             .ephemeral(ephemeral);
         if let Err(e) = target
             .respond(ctx, CreateInteractionResponse::Message(msg))
             .await
         {
             tracing::error!(error = %e, "cannot answer an interaction");
+            self.tell_anyway(ctx, &target, &text, incident).await;
         }
+    }
+
+    /// The answer to an `/incident open` names its channel only if Discord has it: the channel
+    /// is asked for here (the courier would create it a moment later anyway), and if it cannot
+    /// be had, the answer says why.
+    async fn name_channel(&self, mut r: Response, wait: Duration) -> Response {
+        let (Some(port), Some(id), ReplyKind::Reply) = (&self.port, r.incident, r.kind) else {
+            return r;
+        };
+        let Ok(Some(inc)) = self.app.store().incident(id) else {
+            return r;
+        };
+        let named = format!("#{}", inc.channel);
+        if !r.text.contains(&named) {
+            return r;
+        }
+        let unnamed = |text: &str, why: String| {
+            let text = text
+                .replace(&format!(" in {named}"), "")
+                .replace(&format!(", in {named}"), "");
+            format!("{text}\n{why}")
+        };
+        match tokio::time::timeout(wait, port.ensure_channel(id)).await {
+            Ok(Ok(ch)) => r.text = r.text.replace(&named, &format!("<#{}>", ch.get())),
+            Ok(Err(
+                crate::port::DeliveryError::Unreachable { reason }
+                | crate::port::DeliveryError::Permanent { reason },
+            )) => {
+                r.text = unnamed(
+                    &r.text,
+                    format!(
+                        "{id} is open, but it has no channel yet: {reason}. warroom keeps trying; until then its nudges go by direct message and to the ops channel, and /incident status says so."
+                    ),
+                )
+            }
+            Ok(Err(crate::port::DeliveryError::Retry { reason, .. })) => {
+                r.text = unnamed(
+                    &r.text,
+                    format!(
+                        "{id} is open; its channel is not made yet ({reason}). warroom keeps trying, and /incident status says how it goes."
+                    ),
+                )
+            }
+            Err(_) => {
+                r.text = unnamed(
+                    &r.text,
+                    format!(
+                        "{id} is open; Discord is slow to create its channel, which will appear under the incidents category."
+                    ),
+                )
+            }
+        }
+        r
+    }
+
+    /// The first response failed (Discord forgot the interaction: 10062, or it took too long):
+    /// the person still learns the outcome, by a follow-up where Discord takes one, otherwise by
+    /// a direct message (queued durably in the outbox), otherwise in the incident's channel.
+    async fn tell_anyway(
+        &self,
+        ctx: &Context,
+        target: &Responder<'_>,
+        text: &str,
+        incident: Option<IncidentId>,
+    ) {
+        let follow = CreateInteractionResponseFollowup::new()
+            .content(port::fit(text, port::CONTENT_MAX))
+            .ephemeral(true);
+        match target.followup(ctx, follow).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send a follow-up either; the answer goes by direct message")
+            }
+        }
+        let user = target.user();
+        let name = commands::user_name(&self.app.config().discord, user.id.get());
+        let inc = incident.and_then(|id| self.app.store().incident(id).ok().flatten());
+        let to = if self.app.config().discord.users.contains_key(&name)
+            || name.as_str().starts_with("discord-")
+        {
+            Destination::Direct { user: name }
+        } else {
+            Destination::Incident
+        };
+        let (id, channel) = inc
+            .as_ref()
+            .map_or((IncidentId(0), App::OPS_CHANNEL.to_string()), |i| {
+                (i.id, i.channel.clone())
+            });
+        let Ok(outbox_id) = self.app.store().outbox_id() else {
+            tracing::error!("cannot queue the lost answer: no outbox id");
+            return;
+        };
+        let mut o = crate::store::Outgoing::new(
+            outbox_id,
+            id,
+            &channel,
+            crate::domain::Message {
+                at: self.app.clock().now(),
+                kind: crate::domain::MessageKind::Post,
+                text: format!("Discord lost the answer to your command, so here it is: {text}"),
+                mentions: Vec::new(),
+                buttons: Vec::new(),
+                nudge: None,
+            },
+        );
+        o.to = to;
+        if let Err(e) = self.app.store().queue(&[o], None) {
+            tracing::error!(error = %e, "cannot queue the lost answer");
+        }
+        self.app.outbox_ready.notify_one();
     }
 
     async fn on_command(&self, ctx: &Context, cmd: &CommandInteraction) {
@@ -280,14 +437,22 @@ impl Live {
         let attach = (cmd.data.name == "report")
             .then(|| place.map(|id| format!("{id}-report.md")))
             .flatten();
-        self.answer(ctx, Responder::Command(cmd), attach, move || match inv {
-            Ok(inv) => app.execute(&actor, place, &inv),
-            Err(e) => Response {
-                kind: ReplyKind::Error,
-                text: e,
-                incident: None,
+        let opening = cmd.data.name == "incident"
+            && cmd.data.options.first().is_some_and(|o| o.name == "open");
+        self.answer(
+            ctx,
+            Responder::Command(cmd),
+            attach,
+            opening,
+            move || match inv {
+                Ok(inv) => app.execute(&actor, place, &inv),
+                Err(e) => Response {
+                    kind: ReplyKind::Error,
+                    text: e,
+                    incident: None,
+                },
             },
-        })
+        )
         .await;
     }
 
@@ -342,14 +507,23 @@ impl Live {
         let actor = self.actor(&c.user, c.member.as_ref());
         let app = self.app.clone();
         let line = button_line(&c.data.custom_id, &app);
-        self.answer(ctx, Responder::Component(c), None, move || match line {
-            Some((inc, line)) => app.run_line(&actor, Some(inc), &line),
-            None => Response {
-                kind: ReplyKind::Error,
-                text: "this button is not warroom's, or is from an older version".into(),
-                incident: None,
+        let opening = line
+            .as_ref()
+            .is_some_and(|(_, l)| l.starts_with("/incident open"));
+        self.answer(
+            ctx,
+            Responder::Component(c),
+            None,
+            opening,
+            move || match line {
+                Some((inc, line)) => app.run_line(&actor, Some(inc), &line),
+                None => Response {
+                    kind: ReplyKind::Error,
+                    text: "this button is not warroom's, or is from an older version".into(),
+                    incident: None,
+                },
             },
-        })
+        )
         .await;
     }
 }
@@ -471,6 +645,22 @@ impl Responder<'_> {
             Responder::Component(c) => c.create_response(&ctx.http, r).await,
         }
     }
+    async fn followup(
+        &self,
+        ctx: &Context,
+        f: CreateInteractionResponseFollowup,
+    ) -> serenity::Result<()> {
+        match self {
+            Responder::Command(c) => c.create_followup(&ctx.http, f).await.map(|_| ()),
+            Responder::Component(c) => c.create_followup(&ctx.http, f).await.map(|_| ()),
+        }
+    }
+    fn user(&self) -> &User {
+        match self {
+            Responder::Command(c) => &c.user,
+            Responder::Component(c) => &c.user,
+        }
+    }
     async fn edit(&self, ctx: &Context, e: EditInteractionResponse) -> serenity::Result<()> {
         match self {
             Responder::Command(c) => c.edit_response(&ctx.http, e).await.map(|_| ()),
@@ -485,7 +675,10 @@ impl EventHandler for Handler {
         let Some(app) = self.app.upgrade() else {
             return; // stopped
         };
-        let live = Live { app };
+        let live = Live {
+            app,
+            port: self.port.upgrade(),
+        };
         match &interaction {
             Interaction::Command(cmd) => live.on_command(&ctx, cmd).await,
             Interaction::Component(c) => live.on_button(&ctx, c).await,

@@ -1,9 +1,12 @@
-//! Delivery to Discord: incident channels, the pinned status card, nudges with buttons and
-//! mentions, SDM direct messages. Requests are built by serenity and sent here, so that a 429's
-//! `retry_after` and a 5xx reach the courier's retry logic.
+//! Delivery to Discord: incident channels (recreated if someone deletes one), the pinned status
+//! card, nudges with buttons and mentions, direct messages and the ops channel. Requests are
+//! built by serenity and sent here with timeouts, through our own rate limiter, so that
+//! `retry_after`, buckets and global limits are kept, and each failure reaches the courier
+//! classified: retry, unreachable, or refused for good.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 use serenity::all::{
@@ -13,10 +16,12 @@ use serenity::all::{
 };
 
 use crate::app::App;
+use crate::delivery::Destination;
+use crate::delivery::ratelimit::{Limited, Outcome, RateLimits};
 use crate::domain::engine::relative;
 use crate::domain::{
     Button, CallbackOutcome, Incident, IncidentId, IncidentRole, IncidentState, MessageKind,
-    PlanBDecision, RoleKey, Target, UserName,
+    PlanBDecision, Target, UserName,
 };
 use crate::port::{BoxFuture, ChatPort, DeliveryError};
 use crate::store::Outgoing;
@@ -30,6 +35,15 @@ const FIELD_VALUE_MAX: usize = 1024;
 const FIELDS_MAX: usize = 25;
 const EMBED_TOTAL_MAX: usize = 6000;
 
+/// Discord's error codes that warroom acts on.
+const UNKNOWN_CHANNEL: i64 = 10003;
+const UNKNOWN_MESSAGE: i64 = 10008;
+const MISSING_PERMISSIONS: i64 = 50013;
+
+/// How many of a channel's latest messages are read to find out whether a message whose first
+/// attempt got no answer was posted after all.
+const RECENT: u32 = 50;
+
 /// Cuts text to `max` characters, saying so visibly.
 pub fn fit(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -42,27 +56,146 @@ pub fn fit(text: &str, max: usize) -> String {
     out
 }
 
+/// A request that failed, as Discord answered it, or did not.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The HTTP status; None when no answer came (timeout, connection lost).
+    pub status: Option<u16>,
+    /// Discord's JSON error code.
+    pub code: Option<i64>,
+    /// For people and logs: `403 50013: Missing Permissions`.
+    pub what: String,
+    pub after: Option<Duration>,
+    /// The request could not even be built: nothing was sent.
+    pub local: bool,
+}
+
+impl Failure {
+    fn is(&self, code: i64) -> bool {
+        self.code == Some(code)
+    }
+}
+
+impl From<Failure> for DeliveryError {
+    /// Transient failures are retried; a refused token or permission makes the destination
+    /// unreachable (kept, retried with capped backoff, nudges by the fallback route); anything
+    /// else Discord refused is refused for good.
+    fn from(f: Failure) -> DeliveryError {
+        match f.status {
+            _ if f.local => DeliveryError::Permanent { reason: f.what },
+            None => DeliveryError::Retry {
+                after: None,
+                reason: f.what,
+            },
+            Some(429) => DeliveryError::Retry {
+                after: f.after,
+                reason: f.what,
+            },
+            Some(s) if s >= 500 => DeliveryError::Retry {
+                after: None,
+                reason: f.what,
+            },
+            Some(401) => DeliveryError::Unreachable {
+                reason: format!(
+                    "{}: Discord refused the bot's token; check DISCORD_TOKEN",
+                    f.what
+                ),
+            },
+            Some(403) => DeliveryError::Unreachable {
+                reason: format!("{}: the bot lacks a permission there", f.what),
+            },
+            Some(_) => DeliveryError::Permanent { reason: f.what },
+        }
+    }
+}
+
+/// The rate-limit key of a request: its method and path, with message ids left out (Discord
+/// buckets by channel, guild or webhook, not by message).
+fn route_key(method: LightMethod, route: Route<'_>) -> String {
+    let path = route.path();
+    let path = path.split("/api/v10").nth(1).unwrap_or(&path);
+    let mut out = String::new();
+    let mut after_messages = false;
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        if after_messages && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(":id");
+        } else {
+            out.push_str(seg);
+        }
+        after_messages = seg == "messages" || seg == "pins";
+    }
+    format!("{method:?} {out}")
+}
+
+fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
 pub struct DiscordPort {
     app: Arc<App>,
     client: reqwest::Client,
     /// `Bot <token>`; never logged.
     auth: String,
     proxy: Option<String>,
+    limits: RateLimits,
+    /// One channel creation at a time per incident: the courier and an `/incident open` answer
+    /// may both ask for the same channel.
+    creating: Mutex<HashMap<IncidentId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl DiscordPort {
     pub fn new(app: Arc<App>, token: &str, proxy: Option<String>) -> DiscordPort {
+        let timeout = app.config().discord.request_timeout;
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout / 3)
+            .timeout(timeout)
+            .build()
+            .unwrap_or_else(|e| {
+                // The courier's own delivery timeout still bounds every delivery.
+                tracing::error!(error = %e, "cannot build an HTTP client with timeouts; using the default");
+                reqwest::Client::new()
+            });
         DiscordPort {
             app,
-            client: reqwest::Client::new(),
+            client,
             auth: format!("Bot {}", token.trim_start_matches("Bot ")),
             proxy,
+            limits: RateLimits::default(),
+            creating: Mutex::new(HashMap::new()),
         }
     }
 
     fn permanent(reason: impl Into<String>) -> DeliveryError {
         DeliveryError::Permanent {
             reason: reason.into(),
+        }
+    }
+
+    fn local(what: impl Into<String>) -> Failure {
+        Failure {
+            status: None,
+            code: None,
+            what: what.into(),
+            after: None,
+            local: true,
+        }
+    }
+
+    /// A store or lookup error met halfway through a request sequence, as a `Failure`: a
+    /// retry stays a retry, anything else is final.
+    fn from_delivery(e: DeliveryError) -> Failure {
+        match e {
+            DeliveryError::Retry { reason, .. } => Failure {
+                status: None,
+                code: None,
+                what: reason,
+                after: None,
+                local: false,
+            },
+            DeliveryError::Unreachable { reason } | DeliveryError::Permanent { reason } => {
+                Self::local(reason)
+            }
         }
     }
 
@@ -75,57 +208,102 @@ impl DiscordPort {
             .ok_or_else(|| Self::permanent("discord.guild_id is not set in the configuration"))
     }
 
-    /// Sends one request, classifying failures for the courier.
+    /// Sends one request once its rate limits admit it, and reads what Discord answered.
     async fn send(
         &self,
         route: Route<'_>,
         method: LightMethod,
         body: Option<Vec<u8>>,
-    ) -> Result<Json, DeliveryError> {
+        params: Option<Vec<(&'static str, String)>>,
+    ) -> Result<Json, Failure> {
+        let key = route_key(method, route);
         let req = Request::new(route, method)
             .body(body)
+            .params(params)
             .build(&self.client, &self.auth, self.proxy.as_deref())
-            .map_err(|e| Self::permanent(format!("cannot build the request: {e}")))?;
-        let resp = req.send().await.map_err(|e| DeliveryError::Retry {
-            after: None,
-            reason: format!("network error: {e}"),
-        })?;
-        let status = resp.status();
-        let header_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<f64>().ok());
-        let text = resp.text().await.unwrap_or_default();
+            .map_err(|e| Self::local(format!("cannot build the request: {e}")))?;
+        let ticket = self.limits.acquire(&key).await;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                ticket.settle(&Outcome::default(), Instant::now());
+                let what = if e.is_timeout() {
+                    format!(
+                        "no answer from Discord within {:?}",
+                        self.app.config().discord.request_timeout
+                    )
+                } else {
+                    format!("network error: {e}")
+                };
+                return Err(Failure {
+                    status: None,
+                    code: None,
+                    what,
+                    after: None,
+                    local: false,
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let h = resp.headers();
+        let header_after = header(h, "retry-after").and_then(|s| s.parse::<f64>().ok());
+        let mut outcome = Outcome {
+            bucket: header(h, "x-ratelimit-bucket").map(str::to_string),
+            remaining: header(h, "x-ratelimit-remaining").and_then(|s| s.parse().ok()),
+            reset_after: header(h, "x-ratelimit-reset-after")
+                .and_then(|s| s.parse::<f64>().ok())
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            limited: None,
+            answered: true,
+        };
+        let global_header = header(h, "x-ratelimit-global").is_some_and(|v| v == "true")
+            || header(h, "x-ratelimit-scope").is_some_and(|v| v == "global");
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                // The status came but the body did not: the outcome of a create is unknown.
+                ticket.settle(&Outcome::default(), Instant::now());
+                return Err(Failure {
+                    status: None,
+                    code: None,
+                    what: format!("Discord's answer broke off: {e}"),
+                    after: None,
+                    local: false,
+                });
+            }
+        };
         let body: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let what = format!(
-            "{} {}: {}",
-            status.as_u16(),
-            body["code"]
-                .as_i64()
-                .map_or(String::new(), |c| c.to_string()),
-            body["message"].as_str().unwrap_or("")
-        );
-        if status.as_u16() == 429 {
-            let after = body["retry_after"]
+        let after = if status == 429 {
+            body["retry_after"]
                 .as_f64()
                 .or(header_after)
-                .map(Duration::from_secs_f64);
-            Err(DeliveryError::Retry {
-                after,
-                reason: what,
-            })
-        } else if status.is_server_error() {
-            Err(DeliveryError::Retry {
-                after: None,
-                reason: what,
-            })
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
         } else {
-            Err(Self::permanent(what))
+            None
+        };
+        if status == 429 {
+            outcome.limited = Some(Limited {
+                retry_after: after.unwrap_or(Duration::from_secs(1)),
+                global: global_header || body["global"].as_bool() == Some(true),
+            });
         }
+        ticket.settle(&outcome, Instant::now());
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let code = body["code"].as_i64();
+        let what = format!(
+            "Discord {status}{}: {}",
+            code.map_or(String::new(), |c| format!(" {c}")),
+            body["message"].as_str().unwrap_or("")
+        );
+        Err(Failure {
+            status: Some(status),
+            code,
+            what,
+            after,
+            local: false,
+        })
     }
 
     fn json<T: serde::Serialize>(v: &T) -> Option<Vec<u8>> {
@@ -163,9 +341,33 @@ impl DiscordPort {
             })
     }
 
+    fn forget(&self, key: &str) {
+        if let Err(e) = self.app.store().adapter_remove(key) {
+            tracing::error!(error = %e, key, "cannot forget a Discord id");
+        }
+    }
+
+    fn creation_lock(&self, incident: IncidentId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(incident).or_default().clone()
+    }
+
+    /// The incident's channel if Discord has it now: known, found by name (after a crash), or
+    /// created. `/incident open` asks this before it answers, so that its answer names the
+    /// channel only if it exists.
+    pub async fn ensure_channel(&self, incident: IncidentId) -> Result<ChannelId, DeliveryError> {
+        let inc = self.incident(incident)?;
+        self.channel(incident, &inc.channel).await
+    }
+
     /// The incident's channel: known, found by name (after a crash), or created now.
     async fn channel(&self, incident: IncidentId, name: &str) -> Result<ChannelId, DeliveryError> {
         let key = format!("discord/channel/{}", incident.0);
+        if let Some(id) = self.get_id(&key) {
+            return Ok(ChannelId::new(id));
+        }
+        let lock = self.creation_lock(incident);
+        let _one_at_a_time = lock.lock().await;
         if let Some(id) = self.get_id(&key) {
             return Ok(ChannelId::new(id));
         }
@@ -175,6 +377,7 @@ impl DiscordPort {
             .send(
                 Route::GuildChannels { guild_id: guild },
                 LightMethod::Get,
+                None,
                 None,
             )
             .await?;
@@ -209,8 +412,19 @@ impl DiscordPort {
                         Route::GuildChannels { guild_id: guild },
                         LightMethod::Post,
                         Self::json(&create),
+                        None,
                     )
-                    .await?;
+                    .await
+                    .map_err(|f| match f.status {
+                        Some(403) => DeliveryError::Unreachable {
+                            reason: format!(
+                                "Discord refused to create #{name} ({}). Give the bot the Manage Channels permission{}",
+                                f.what,
+                                if f.is(MISSING_PERMISSIONS) { " on the incidents category" } else { "" }
+                            ),
+                        },
+                        _ => f.into(),
+                    })?;
                 made["id"].as_str().and_then(|s| s.parse::<u64>().ok())
             }
         }
@@ -218,6 +432,13 @@ impl DiscordPort {
         self.put_id(&key, id)?;
         self.put_id(&format!("discord/incident/{id}"), incident.0)?;
         Ok(ChannelId::new(id))
+    }
+
+    /// Someone deleted the incident's channel: forget it (and its card) so that it is made anew.
+    fn forget_channel(&self, incident: IncidentId, channel: ChannelId) {
+        self.forget(&format!("discord/channel/{}", incident.0));
+        self.forget(&format!("discord/incident/{}", channel.get()));
+        self.forget(&format!("discord/card/{}", incident.0));
     }
 
     fn mention(&self, t: &Target) -> (String, Option<Result<RoleId, UserId>>) {
@@ -320,99 +541,86 @@ impl DiscordPort {
         m
     }
 
-    async fn post(&self, channel: ChannelId, m: &CreateMessage) -> Result<Json, DeliveryError> {
+    async fn post(&self, channel: ChannelId, m: &CreateMessage) -> Result<Json, Failure> {
         self.send(
             Route::ChannelMessages {
                 channel_id: channel,
             },
             LightMethod::Post,
             Self::json(m),
+            None,
         )
         .await
     }
 
-    /// Who gets SDM nudges by direct message: mapped users holding `sdm` for this incident.
-    fn sdm_user_ids(&self, inc: &Incident) -> Vec<u64> {
-        let cfg = self.app.config();
-        let mut users: Vec<UserName> = cfg
-            .policy
-            .roster
-            .holders(&RoleKey::sdm())
-            .into_iter()
-            .cloned()
-            .collect();
-        if let Some(u) = inc.assignments.get(&IncidentRole::Sdm) {
-            users = vec![u.clone()];
-        }
-        users
-            .iter()
-            .filter_map(|u| cfg.discord.users.get(u).copied())
-            .collect()
+    /// Whether a message with this content is among the channel's latest, posted by a bot.
+    async fn already_posted(&self, channel: ChannelId, content: &str) -> Result<bool, Failure> {
+        let recent = self
+            .send(
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
+                LightMethod::Get,
+                None,
+                Some(vec![("limit", RECENT.to_string())]),
+            )
+            .await?;
+        Ok(recent.as_array().is_some_and(|list| {
+            list.iter().any(|m| {
+                m["author"]["bot"].as_bool() == Some(true) && m["content"].as_str() == Some(content)
+            })
+        }))
     }
 
-    async fn dm_sdm(
+    /// Posts one outbox message at most once, as far as can be known. Discord drops a repeated
+    /// nonce only for a few minutes, so an attempt is recorded before it is sent; a later retry
+    /// of an attempt that got no answer first looks for the message among the channel's latest.
+    async fn post_once(
         &self,
-        msg: &Outgoing,
-        inc: &Incident,
         channel: ChannelId,
-    ) -> Result<(), DeliveryError> {
-        let targets_sdm = msg.mentions.iter().any(|t| match t {
-            Target::Role(r) => *r == RoleKey::sdm(),
-            Target::User(u) => {
-                inc.assignments.get(&IncidentRole::Sdm) == Some(u)
-                    || self
-                        .app
-                        .config()
-                        .policy
-                        .roster
-                        .roles_of(u)
-                        .contains(&RoleKey::sdm())
-            }
-        });
-        if !targets_sdm || !self.app.config().discord.dm_sdm {
-            return Ok(());
+        id: u64,
+        m: &CreateMessage,
+    ) -> Result<Json, Failure> {
+        let key = format!("discord/attempt/{id}");
+        let content = Self::json(m)
+            .and_then(|b| serde_json::from_slice::<Json>(&b).ok())
+            .and_then(|v| v["content"].as_str().map(str::to_string));
+        if self.get_id(&key).is_some()
+            && let Some(content) = &content
+            && self.already_posted(channel, content).await?
+        {
+            tracing::info!(
+                outbox_id = id,
+                channel = channel.get(),
+                "an earlier attempt had posted it; not sending it again"
+            );
+            self.forget(&key);
+            return Ok(Json::Null);
         }
-        for (i, user) in self.sdm_user_ids(inc).into_iter().enumerate() {
-            let dm = self.dm_channel(user).await?;
-            let mut dm_msg = msg.clone();
-            dm_msg.text = format!("{} in <#{}>: {}", inc.id, channel, msg.text);
-            dm_msg.buttons.clear();
-            let m = self.message(&dm_msg, fit(&format!("{}d{i}", msg.id), 25));
-            self.post(dm, &m).await?;
+        if content.is_some() {
+            self.put_id(&key, channel.get())
+                .map_err(Self::from_delivery)?;
         }
-        Ok(())
+        let r = self.post(channel, m).await;
+        // A clean answer (success or refusal) means the outcome is known.
+        if r.as_ref().map_or_else(|f| f.status.is_some(), |_| true) {
+            self.forget(&key);
+        }
+        r
     }
 
-    /// A message that belongs to no incident: to the ops channel if configured, and to the SDMs.
-    async fn ops(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
-        let d = &self.app.config().discord;
-        if let Some(ch) = d.ops_channel_id {
-            let m = self.message(msg, msg.id.to_string());
-            self.post(ChannelId::new(ch), &m).await?;
-        }
-        let users: Vec<u64> = self
-            .app
+    /// Who a person is on Discord: mapped under `[discord.users]`, or `discord-<id>`.
+    fn user_id(&self, user: &UserName) -> Option<u64> {
+        self.app
             .config()
-            .policy
-            .roster
-            .holders(&RoleKey::sdm())
-            .into_iter()
-            .filter_map(|u| d.users.get(u).copied())
-            .collect();
-        if d.ops_channel_id.is_none() && users.is_empty() {
-            return Err(Self::permanent(
-                "no discord.ops_channel_id and no SDM mapped under [discord.users]: nowhere to send it",
-            ));
-        }
-        for (i, user) in users.into_iter().enumerate() {
-            let dm = self.dm_channel(user).await?;
-            let m = self.message(msg, fit(&format!("{}d{i}", msg.id), 25));
-            self.post(dm, &m).await?;
-        }
-        Ok(())
+            .discord
+            .users
+            .get(user)
+            .copied()
+            .or_else(|| user.as_str().strip_prefix("discord-")?.parse().ok())
     }
 
-    async fn dm_channel(&self, user: u64) -> Result<ChannelId, DeliveryError> {
+    async fn dm_channel(&self, user: u64) -> Result<ChannelId, Failure> {
         let key = format!("discord/dm/{user}");
         if let Some(id) = self.get_id(&key) {
             return Ok(ChannelId::new(id));
@@ -422,51 +630,140 @@ impl DiscordPort {
                 Route::UserMeDmChannels,
                 LightMethod::Post,
                 Self::json(&json!({ "recipient_id": user.to_string() })),
+                None,
             )
             .await?;
         let id = made["id"]
             .as_str()
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| Self::permanent("Discord answered a DM channel without an id"))?;
-        self.put_id(&key, id)?;
+            .ok_or_else(|| Self::local("Discord answered a DM channel without an id"))?;
+        self.put_id(&key, id).map_err(Self::from_delivery)?;
         Ok(ChannelId::new(id))
     }
 
+    /// A direct message; the incident's channel is linked where known.
+    async fn direct(&self, msg: &Outgoing, user: &UserName) -> Result<(), DeliveryError> {
+        let Some(uid) = self.user_id(user) else {
+            return Err(Self::permanent(format!(
+                "{user} has no Discord id: map them under [discord.users]"
+            )));
+        };
+        let mut dm = msg.clone();
+        if msg.incident.0 != 0
+            && let Some(ch) = self.get_id(&format!("discord/channel/{}", msg.incident.0))
+        {
+            dm.text = dm
+                .text
+                .replacen(&format!("#{}", msg.channel), &format!("<#{ch}>"), 1);
+        }
+        let m = self.message(&dm, msg.id.to_string());
+        let channel = self.dm_channel(uid).await?;
+        match self.post_once(channel, msg.id, &m).await {
+            Err(f) if f.is(UNKNOWN_CHANNEL) => {
+                // The cached DM channel is gone: open it again, once.
+                self.forget(&format!("discord/dm/{uid}"));
+                let channel = self.dm_channel(uid).await?;
+                self.post_once(channel, msg.id, &m).await?;
+                Ok(())
+            }
+            r => r.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// A message for the ops channel; without one configured there is nowhere to put it, and
+    /// its direct copies (queued beside it) carry it.
+    async fn ops(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        let Some(ch) = self.app.config().discord.ops_channel_id else {
+            tracing::debug!(
+                outbox_id = msg.id,
+                "no discord.ops_channel_id: an ops message is not posted"
+            );
+            return Ok(());
+        };
+        let m = self.message(msg, msg.id.to_string());
+        self.post_once(ChannelId::new(ch), msg.id, &m).await?;
+        Ok(())
+    }
+
+    /// One message into a known incident channel.
+    async fn post_in(&self, channel: ChannelId, msg: &Outgoing) -> Result<(), Failure> {
+        if msg.kind == MessageKind::Status {
+            // The card shows the incident as it is now, however late the refresh runs.
+            let inc = self.incident(msg.incident).map_err(Self::from_delivery)?;
+            return self.card(&inc, channel, msg.id.to_string()).await;
+        }
+        let m = self.message(msg, msg.id.to_string());
+        self.post_once(channel, msg.id, &m).await.map(|_| ())
+    }
+
+    /// A message for an incident's channel. A channel someone deleted is made anew (same name
+    /// and category), with a note and a fresh pinned card, and the message goes there.
+    async fn incident_channel(&self, msg: &Outgoing) -> Result<(), DeliveryError> {
+        let channel = self.channel(msg.incident, &msg.channel).await?;
+        match self.post_in(channel, msg).await {
+            Err(f) if f.is(UNKNOWN_CHANNEL) => {
+                tracing::warn!(incident = %msg.incident, outbox_id = msg.id, channel = channel.get(), "the incident's channel was deleted; recreating it");
+                self.forget_channel(msg.incident, channel);
+                let fresh = self.channel(msg.incident, &msg.channel).await?;
+                let note = CreateMessage::new()
+                    .content(fit(
+                        &format!(
+                            "This channel replaces #{}, which was deleted. warroom recreated it for {}; messages not yet delivered continue here, and the status card is pinned.",
+                            msg.channel, msg.incident
+                        ),
+                        CONTENT_MAX,
+                    ))
+                    .allowed_mentions(CreateAllowedMentions::new())
+                    .nonce(Nonce::String(fit(&format!("r{}", msg.id), 25)))
+                    .enforce_nonce(true);
+                self.post(fresh, &note).await?;
+                if msg.kind != MessageKind::Status {
+                    let inc = self.incident(msg.incident)?;
+                    self.card(&inc, fresh, format!("c{}", msg.id)).await?;
+                }
+                self.post_in(fresh, msg).await.map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
+    }
+
     /// Creates the pinned status card, or edits it in place.
-    async fn card(
-        &self,
-        inc: &Incident,
-        channel: ChannelId,
-        nonce: String,
-    ) -> Result<(), DeliveryError> {
-        let embed = status_embed(inc);
+    async fn card(&self, inc: &Incident, channel: ChannelId, nonce: String) -> Result<(), Failure> {
+        let embed = status_embed(inc, &self.app.health.lines_for(inc.id));
         let key = format!("discord/card/{}", inc.id.0);
         if let Some(id) = self.get_id(&key) {
-            let edit = EditMessage::new().embed(embed);
-            self.send(
-                Route::ChannelMessage {
-                    channel_id: channel,
-                    message_id: MessageId::new(id),
-                },
-                LightMethod::Patch,
-                Self::json(&edit),
-            )
-            .await?;
-            return Ok(());
+            let edit = EditMessage::new().embed(embed.clone());
+            match self
+                .send(
+                    Route::ChannelMessage {
+                        channel_id: channel,
+                        message_id: MessageId::new(id),
+                    },
+                    LightMethod::Patch,
+                    Self::json(&edit),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Someone deleted the card: post a new one.
+                Err(f) if f.is(UNKNOWN_MESSAGE) => self.forget(&key),
+                Err(f) => return Err(f),
+            }
         }
         let made = self
             .post(
                 channel,
                 &CreateMessage::new()
                     .embed(embed)
-                    .nonce(Nonce::String(nonce))
+                    .nonce(Nonce::String(fit(&nonce, 25)))
                     .enforce_nonce(true),
             )
             .await?;
         let id = made["id"]
             .as_str()
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| Self::permanent("Discord answered a message without an id"))?;
+            .ok_or_else(|| Self::local("Discord answered a message without an id"))?;
         self.send(
             Route::ChannelPin {
                 channel_id: channel,
@@ -474,37 +771,29 @@ impl DiscordPort {
             },
             LightMethod::Put,
             None,
+            None,
         )
         .await?;
-        self.put_id(&key, id)
+        self.put_id(&key, id).map_err(Self::from_delivery)
     }
 }
 
 impl ChatPort for DiscordPort {
     fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            if msg.incident.0 == 0 {
-                return self.ops(msg).await;
+            match &msg.to {
+                Destination::Direct { user } => self.direct(msg, user).await,
+                Destination::Ops => self.ops(msg).await,
+                Destination::Incident if msg.incident.0 == 0 => self.ops(msg).await,
+                Destination::Incident => self.incident_channel(msg).await,
             }
-            let channel = self.channel(msg.incident, &msg.channel).await?;
-            if msg.kind == MessageKind::Status {
-                // The card shows the incident as it is now, however late the refresh runs.
-                let inc = self.incident(msg.incident)?;
-                return self.card(&inc, channel, msg.id.to_string()).await;
-            }
-            let m = self.message(msg, msg.id.to_string());
-            self.post(channel, &m).await?;
-            if msg.kind == MessageKind::Nudge {
-                let inc = self.incident(msg.incident)?;
-                self.dm_sdm(msg, &inc, channel).await?;
-            }
-            Ok(())
         })
     }
 }
 
 /// The status card as an embed: severity, tier, SDM, tracks, next timers, vendor cases.
-pub fn status_embed(inc: &Incident) -> CreateEmbed {
+/// `delivery` lists delivery trouble, if any, as `/incident status` does.
+pub fn status_embed(inc: &Incident, delivery: &[String]) -> CreateEmbed {
     let drill = if inc.is_drill() { "[DRILL] " } else { "" };
     let state = match &inc.state {
         IncidentState::Open => "open".to_string(),
@@ -593,6 +882,9 @@ pub fn status_embed(inc: &Incident) -> CreateEmbed {
         .take(5)
         .map(|t| format!("{} {}", t.kind.label(), relative(t.due)))
         .collect::<Vec<_>>();
+    if !delivery.is_empty() {
+        fields.push(("Delivery trouble".into(), delivery.join("\n"), false));
+    }
     fields.push((
         "Next timers".into(),
         if timers.is_empty() {
