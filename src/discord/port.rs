@@ -294,7 +294,8 @@ impl DiscordPort {
         let code = body["code"].as_i64();
         let what = format!(
             "Discord {status}{}: {}",
-            code.map_or(String::new(), |c| format!(" {c}")),
+            code.filter(|c| *c != 0)
+                .map_or(String::new(), |c| format!(" {c}")),
             body["message"].as_str().unwrap_or("")
         );
         Err(Failure {
@@ -418,7 +419,7 @@ impl DiscordPort {
                     .map_err(|f| match f.status {
                         Some(403) => DeliveryError::Unreachable {
                             reason: format!(
-                                "Discord refused to create #{name} ({}). Give the bot the Manage Channels permission{}",
+                                "Discord refused to create the incident's channel ({}). Give the bot the Manage Channels permission{}",
                                 f.what,
                                 if f.is(MISSING_PERMISSIONS) { " on the incidents category" } else { "" }
                             ),

@@ -16,18 +16,23 @@ use warroom::domain::{IncidentId, Plan};
 use crate::fake_discord::*;
 use crate::helpers::{START, at};
 
-const ALICE: (u64, &str) = (201, "alice");
-const BOB: (u64, &str) = (202, "bob");
-const DANA: (u64, &str) = (203, "dana");
-const SAM: (u64, &str) = (204, "sam");
-const ROLE_L2: u64 = 102;
-const ROLE_SDM: u64 = 104;
+pub(crate) const ALICE: (u64, &str) = (201, "alice");
+pub(crate) const BOB: (u64, &str) = (202, "bob");
+pub(crate) const DANA: (u64, &str) = (203, "dana");
+pub(crate) const SAM: (u64, &str) = (204, "sam");
+pub(crate) const ROLE_L2: u64 = 102;
+pub(crate) const ROLE_SDM: u64 = 104;
 
 fn config(dir: &Path, base: &str) -> Arc<Config> {
     config_with(dir, base, "")
 }
 
 fn config_with(dir: &Path, base: &str, extra: &str) -> Arc<Config> {
+    config_full(dir, base, "", extra)
+}
+
+/// The tests' configuration; `discord_keys` go under `[discord]`, `extra` after it all.
+pub(crate) fn config_full(dir: &Path, base: &str, discord_keys: &str, extra: &str) -> Arc<Config> {
     let path = dir.join("warroom.toml");
     std::fs::write(
         &path,
@@ -38,6 +43,7 @@ guild_id = "{GUILD}"
 incident_category_id = "{CATEGORY}"
 dm_sdm = true
 api_base = "{base}"
+{discord_keys}
 [discord.roles]
 l1 = "101"
 l2 = "102"
@@ -61,10 +67,19 @@ kim = "207"
 }
 
 async fn bot(fake: &FakeDiscord, dir: &Path, clock: Arc<VirtualClock>) -> Running {
+    bot_with(fake, dir, clock, config(dir, &fake.base())).await
+}
+
+pub(crate) async fn bot_with(
+    fake: &FakeDiscord,
+    dir: &Path,
+    clock: Arc<VirtualClock>,
+    config: Arc<Config>,
+) -> Running {
     let before = fake.state.lock().unwrap().identified;
     let running = start(DiscordOptions {
         token: "fake-token-for-tests".into(),
-        config: config(dir, &fake.base()),
+        config,
         data: dir.join("data"),
         clock,
     })
@@ -98,7 +113,7 @@ async fn harness() -> Harness {
     }
 }
 
-fn open_options(title: &str) -> Value {
+pub(crate) fn open_options(title: &str) -> Value {
     json!([{"name": "open", "type": 1, "options": [
         {"name": "title", "type": 3, "value": title},
         {"name": "severity", "type": 4, "value": 1},
@@ -106,7 +121,7 @@ fn open_options(title: &str) -> Value {
 }
 
 /// Opens INC-1 from #general and returns the incident channel's id.
-async fn open_incident(fake: &FakeDiscord) -> u64 {
+pub(crate) async fn open_incident(fake: &FakeDiscord) -> u64 {
     let id = fake.command(
         ALICE,
         GENERAL,
@@ -148,7 +163,7 @@ async fn open_incident(fake: &FakeDiscord) -> u64 {
     ch
 }
 
-fn card(fake: &FakeDiscord, channel: u64) -> (u64, Value) {
+pub(crate) fn card(fake: &FakeDiscord, channel: u64) -> (u64, Value) {
     let m = fake
         .messages_in(channel)
         .into_iter()
@@ -167,7 +182,7 @@ fn edits(fake: &FakeDiscord, card: u64) -> usize {
         .unwrap_or(0)
 }
 
-fn with_text(fake: &FakeDiscord, channel: u64, needle: &str) -> Vec<Value> {
+pub(crate) fn with_text(fake: &FakeDiscord, channel: u64, needle: &str) -> Vec<Value> {
     fake.messages_in(channel)
         .into_iter()
         .filter(|m| m["content"].as_str().is_some_and(|c| c.contains(needle)))

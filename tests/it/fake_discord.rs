@@ -141,6 +141,8 @@ pub struct Recorded {
     pub path: String,
     pub body: Option<Value>,
     pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +153,34 @@ pub struct Fault {
     pub status: u16,
     pub retry_after: Option<f64>,
     pub times: usize,
+    /// With a window, the fault holds for every request until then, whatever `times` says.
+    pub until: Option<Instant>,
+    /// Discord's JSON error code and message for a non-429 fault.
+    pub code: u32,
+    pub message: String,
+    /// A 429 that Discord marks global (`X-RateLimit-Global`).
+    pub global: bool,
+    pub stall: Stall,
+}
+
+/// How a fault answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// With its status.
+    No,
+    /// Never: the request hangs, unhandled.
+    Before,
+    /// The request is carried out, then no answer comes: the client cannot know it worked.
+    After,
+}
+
+impl Fault {
+    fn active(&self, now: Instant) -> bool {
+        match self.until {
+            Some(u) => now < u,
+            None => self.times > 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -171,7 +201,12 @@ pub struct State_ {
     pub channels: Vec<Value>,
     pub messages: BTreeMap<u64, Value>,
     pub edits: HashMap<u64, usize>,
-    pub nonces: HashMap<(u64, String), u64>,
+    /// (channel, nonce) → (message id, when it was first seen).
+    pub nonces: HashMap<(u64, String), (u64, Instant)>,
+    /// How long Discord drops a repeated nonce: a few minutes there, shorter in tests.
+    pub nonce_window: Option<Duration>,
+    /// Channels deleted by a test, as a person would delete them.
+    pub deleted: Vec<u64>,
     pub interactions: HashMap<u64, Interaction>,
     pub requests: Vec<Recorded>,
     pub faults: Vec<Fault>,
@@ -216,6 +251,10 @@ fn error(status: u16, code: u32, message: &str) -> Response {
 }
 
 fn matches_route(route: &str, path: &str) -> bool {
+    if route == "**" {
+        // Every route that Discord's global limit covers: interaction answers are exempt.
+        return !path.starts_with("/interactions/") && !path.starts_with("/webhooks/");
+    }
     let a: Vec<&str> = route.split('/').collect();
     let b: Vec<&str> = path.split('/').collect();
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| *x == "*" || x == y)
@@ -338,34 +377,79 @@ async fn rest(
             Err(e) => s.state.lock().unwrap().invalid.push(e),
         }
     }
-    let resp = handle(&s, &m, &path, json_body.clone());
-    let mut st = s.state.lock().unwrap();
-    st.requests.push(Recorded {
+    let arrived = Instant::now();
+    let stall = {
+        let mut st = s.state.lock().unwrap();
+        match st.faults.iter_mut().find(|f| {
+            f.stall != Stall::No
+                && f.active(arrived)
+                && f.method == m
+                && matches_route(&f.route, &path)
+        }) {
+            Some(f) => {
+                f.times = f.times.saturating_sub(1);
+                f.stall
+            }
+            None => Stall::No,
+        }
+    };
+    if stall == Stall::Before {
+        s.state.lock().unwrap().requests.push(Recorded {
+            method: m,
+            path,
+            body: json_body,
+            status: 0,
+            at: arrived,
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    let resp = handle(&s, &m, &path, json_body.clone(), stall == Stall::After);
+    let status = resp.status().as_u16();
+    s.state.lock().unwrap().requests.push(Recorded {
         method: m,
         path,
         body: json_body,
-        status: resp.status().as_u16(),
+        status,
+        at: arrived,
     });
+    if stall == Stall::After {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     resp
 }
 
-fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>) -> Response {
+fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>, stalled: bool) -> Response {
     let mut st = s.state.lock().unwrap();
-    if let Some(f) = st
-        .faults
-        .iter_mut()
-        .find(|f| f.times > 0 && f.method == m && matches_route(&f.route, path))
+    let now = Instant::now();
+    if !stalled
+        && let Some(f) = st.faults.iter_mut().find(|f| {
+            f.stall == Stall::No && f.active(now) && f.method == m && matches_route(&f.route, path)
+        })
     {
-        f.times -= 1;
-        let (status, after) = (f.status, f.retry_after);
-        return match after {
+        f.times = f.times.saturating_sub(1);
+        let f = f.clone();
+        return match f.retry_after {
+            Some(a) if f.global => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("retry-after", format!("{}", a.ceil() as u64)),
+                    ("x-ratelimit-global", "true".to_string()),
+                    ("x-ratelimit-scope", "global".to_string()),
+                ],
+                axum::Json(json!({"message": "You are being rate limited.", "retry_after": a, "global": true})),
+            )
+                .into_response(),
             Some(a) => (
-                StatusCode::from_u16(status).unwrap(),
-                [("retry-after", format!("{}", a.ceil() as u64))],
+                StatusCode::from_u16(f.status).unwrap(),
+                [
+                    ("retry-after", format!("{}", a.ceil() as u64)),
+                    ("x-ratelimit-scope", "user".to_string()),
+                ],
                 axum::Json(json!({"message": "You are being rate limited.", "retry_after": a, "global": false})),
             )
                 .into_response(),
-            None => error(status, 0, "500: Internal Server Error"),
+            None => error(f.status, f.code, &f.message),
         };
     }
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -437,21 +521,47 @@ fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>) -> Response {
             if let Err(e) = check_message(&body) {
                 return error(400, 50035, &format!("Invalid Form Body: {e}"));
             }
+            let window = st.nonce_window.unwrap_or(Duration::from_secs(5 * 60));
             if body["enforce_nonce"].as_bool() == Some(true)
                 && let Some(n) = body["nonce"].as_str()
-                && let Some(existing) = st.nonces.get(&(channel, n.to_string()))
+                && let Some((existing, seen)) = st.nonces.get(&(channel, n.to_string())).copied()
+                && seen.elapsed() < window
             {
-                let msg = st.messages[existing].clone();
+                let msg = st.messages[&existing].clone();
                 return axum::Json(msg).into_response();
             }
             let msg = st.message(channel, &body, bot);
             if let Some(n) = body["nonce"].as_str() {
                 let id: u64 = msg["id"].as_str().unwrap().parse().unwrap();
-                st.nonces.insert((channel, n.to_string()), id);
+                st.nonces.insert((channel, n.to_string()), (id, Instant::now()));
             }
             axum::Json(msg).into_response()
         }
-        ("PATCH", ["channels", _c, "messages", mid]) => {
+        ("GET", ["channels", c, "messages"]) => {
+            if !st.channels.iter().any(|x| x["id"].as_str() == Some(c)) {
+                return error(404, 10003, "Unknown Channel");
+            }
+            // Newest first, as Discord lists them; a listed message carries no nonce.
+            let list: Vec<Value> = st
+                .messages
+                .values()
+                .rev()
+                .filter(|m| m["channel_id"].as_str() == Some(c))
+                .take(50)
+                .map(|m| {
+                    let mut m = m.clone();
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("nonce");
+                    }
+                    m
+                })
+                .collect();
+            axum::Json(Value::Array(list)).into_response()
+        }
+        ("PATCH", ["channels", c, "messages", mid]) => {
+            if !st.channels.iter().any(|x| x["id"].as_str() == Some(c)) {
+                return error(404, 10003, "Unknown Channel");
+            }
             let Ok(mid) = mid.parse::<u64>() else { return error(404, 10008, "Unknown Message") };
             if let Err(e) = check_message(&body) {
                 return error(400, 50035, &format!("Invalid Form Body: {e}"));
@@ -497,6 +607,19 @@ fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>) -> Response {
             i.response_after = Some(i.created.elapsed());
             i.response = Some(body);
             StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", ["webhooks", _app, token]) => {
+            // A follow-up: Discord takes one only for an interaction that was acknowledged.
+            let found = st.interactions.values().find(|i| i.token == *token).cloned();
+            let Some(i) = found else { return error(404, 10015, "Unknown Webhook") };
+            if !i.acked {
+                return error(404, 10015, "Unknown Webhook");
+            }
+            if let Err(e) = check_message(&body) {
+                return error(400, 50035, &format!("Invalid Form Body: {e}"));
+            }
+            let msg = st.message(GENERAL, &body, bot);
+            axum::Json(msg).into_response()
         }
         ("PATCH", ["webhooks", _app, token, "messages", "@original"]) => {
             let found = st.interactions.values_mut().find(|i| i.token == *token);
@@ -639,7 +762,13 @@ impl FakeDiscord {
     /// Waits (bounded, 30 s: generous for a loaded 2-core CI machine) until `f` holds; `f` takes
     /// the state's lock itself if it needs it.
     pub async fn wait(&self, what: &str, f: impl Fn() -> bool) {
-        for _ in 0..3000 {
+        self.wait_up_to(what, Duration::from_secs(30), f).await
+    }
+
+    /// Waits (bounded by `limit`) until `f` holds.
+    pub async fn wait_up_to(&self, what: &str, limit: Duration, f: impl Fn() -> bool) {
+        let steps = (limit.as_millis() / 10).max(1);
+        for _ in 0..steps {
             if f() {
                 return;
             }
@@ -667,13 +796,132 @@ impl FakeDiscord {
         retry_after: Option<f64>,
         times: usize,
     ) {
-        self.state.lock().unwrap().faults.push(Fault {
+        self.push_fault(Fault {
             method: method.into(),
             route: route.into(),
             status,
             retry_after,
             times,
+            until: None,
+            code: 0,
+            message: "500: Internal Server Error".into(),
+            global: false,
+            stall: Stall::No,
         });
+    }
+
+    /// A fault for every matching request during `for_`, answered as given.
+    pub fn fault_for(
+        &self,
+        method: &str,
+        route: &str,
+        status: u16,
+        code: u32,
+        message: &str,
+        for_: Duration,
+    ) {
+        self.push_fault(Fault {
+            method: method.into(),
+            route: route.into(),
+            status,
+            retry_after: None,
+            times: 0,
+            until: Some(Instant::now() + for_),
+            code,
+            message: message.into(),
+            global: false,
+            stall: Stall::No,
+        });
+    }
+
+    /// A global 429 asking for `retry_after` seconds, for every request during `for_`.
+    pub fn global_429_for(&self, retry_after: f64, for_: Duration) {
+        for method in ["GET", "POST", "PATCH", "PUT", "DELETE"] {
+            self.push_fault(Fault {
+                method: method.into(),
+                route: "**".into(),
+                status: 429,
+                retry_after: Some(retry_after),
+                times: 0,
+                until: Some(Instant::now() + for_),
+                code: 0,
+                message: String::new(),
+                global: true,
+                stall: Stall::No,
+            });
+        }
+    }
+
+    /// The next `times` matching requests get no answer (`Stall::Before`), or are carried out
+    /// and then get none (`Stall::After`).
+    pub fn stall(&self, method: &str, route: &str, how: Stall, times: usize) {
+        self.push_fault(Fault {
+            method: method.into(),
+            route: route.into(),
+            status: 0,
+            retry_after: None,
+            times,
+            until: None,
+            code: 0,
+            message: String::new(),
+            global: false,
+            stall: how,
+        });
+    }
+
+    fn push_fault(&self, f: Fault) {
+        self.state.lock().unwrap().faults.push(f);
+    }
+
+    /// Deletes a channel, as a person with the rights would.
+    pub fn delete_channel(&self, id: u64) {
+        let mut st = self.state.lock().unwrap();
+        st.channels
+            .retain(|c| c["id"].as_str() != Some(&id.to_string()));
+        st.deleted.push(id);
+    }
+
+    /// Message-create requests (any outcome) that arrived in [from, to).
+    pub fn creates_between(&self, from: Instant, to: Instant) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && matches_route("/channels/*/messages", &r.path))
+            .filter(|r| r.at >= from && r.at < to)
+            .count()
+    }
+
+    /// Every message's content, wherever it was posted (channels, DMs, follow-ups).
+    pub fn contents(&self) -> Vec<(u64, String)> {
+        self.state
+            .lock()
+            .unwrap()
+            .messages
+            .values()
+            .map(|m| {
+                (
+                    m["channel_id"].as_str().unwrap_or("0").parse().unwrap_or(0),
+                    m["content"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Makes the next command expire before the bot can answer it (Discord's 3 s).
+    pub fn command_expired(
+        &self,
+        user: (u64, &str),
+        channel: u64,
+        name: &str,
+        options: Value,
+    ) -> u64 {
+        let id = self.command(user, channel, name, options);
+        if let Some(i) = self.state.lock().unwrap().interactions.get_mut(&id) {
+            i.aged = Duration::from_secs(4);
+        }
+        id
     }
 
     fn dispatch(&self, t: &str, d: Value) {

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod console_story;
+mod delivery;
 mod discord;
 mod engine;
 mod fake_discord;
