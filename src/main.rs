@@ -30,6 +30,7 @@ struct DataArg {
     /// The data folder (created if missing).
     #[arg(
         long,
+        global = true,
         env = "WARROOM_DATA",
         default_value = "warroom-data",
         value_name = "DIR"
@@ -79,6 +80,14 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         timers: usize,
     },
+    /// Lists the messages waiting for delivery and the dead letters; `retry` sends dead
+    /// letters again. Run it while the bot is stopped: one process holds a data folder.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxCmd>,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Prints the post-incident report of an incident, or (without one) the index of all
     /// incidents with drills set apart.
     Report {
@@ -91,6 +100,19 @@ enum Cmd {
         data: DataArg,
         #[arg(long, value_enum, default_value = "md")]
         format: ReportFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCmd {
+    /// Puts a dead letter (by its id, from `warroom outbox`) back in the delivery queue.
+    Retry {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -196,6 +218,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::CheckConfig => {
             print!("{}", cfg.describe());
             println!("\nThe configuration is valid.");
+            Ok(())
+        }
+        Cmd::Outbox { action, data } => {
+            let store = Store::open(&data.data)?;
+            match action {
+                None => {
+                    print!(
+                        "{}",
+                        warroom::delivery::listing(&store.outbox()?, &store.dead_letter_list()?)
+                    );
+                }
+                Some(OutboxCmd::Retry { id, all }) => {
+                    let n = store.retry_dead(if all { None } else { id })?;
+                    match (n, id) {
+                        (0, Some(id)) if !all => anyhow::bail!(
+                            "there is no dead letter {id} in {}; `warroom outbox` lists them",
+                            data.data.display()
+                        ),
+                        _ => println!(
+                            "{n} message(s) back in the delivery queue; they go out when warroom next runs on this folder."
+                        ),
+                    }
+                }
+            }
             Ok(())
         }
         Cmd::Report {

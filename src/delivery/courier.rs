@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::fallback;
 use super::health::Trouble;
-use super::{Destination, lane};
+use super::{Destination, lane, place};
 use crate::app::App;
 use crate::domain::MessageKind;
 use crate::port::{ChatPort, DeliveryError};
@@ -85,15 +85,6 @@ async fn deliver_bounded(port: &dyn ChatPort, msg: &Outgoing) -> Result<(), Deli
                 DELIVERY_TIMEOUT.as_secs()
             ),
         }),
-    }
-}
-
-/// How people name a lane's destination.
-fn place(msg: &Outgoing) -> String {
-    match (&msg.to, msg.incident.0) {
-        (Destination::Incident, 0) | (Destination::Ops, _) => "the ops channel".to_string(),
-        (Destination::Incident, _) => format!("#{}", msg.channel),
-        (Destination::Direct { user }, _) => format!("{user}'s direct messages"),
     }
 }
 

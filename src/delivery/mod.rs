@@ -49,3 +49,61 @@ pub fn lane(incident: IncidentId, to: &Destination) -> String {
         Destination::Direct { user } => format!("dm:{user}"),
     }
 }
+
+/// How people name a message's destination.
+pub fn place(msg: &crate::store::Outgoing) -> String {
+    match (&msg.to, msg.incident.0) {
+        (Destination::Incident, 0) | (Destination::Ops, _) => "the ops channel".to_string(),
+        (Destination::Incident, _) => format!("#{}", msg.channel),
+        (Destination::Direct { user }, _) => format!("{user}'s direct messages"),
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(100)
+        .collect();
+    if text.chars().count() > 100 {
+        format!("{one_line}…")
+    } else {
+        one_line
+    }
+}
+
+/// `warroom outbox`: what waits for delivery and what was given up on, for people.
+pub fn listing(waiting: &[crate::store::Outgoing], dead: &[crate::store::DeadLetter]) -> String {
+    use crate::domain::engine::clock;
+    let about = |m: &crate::store::Outgoing| {
+        let inc = if m.incident.0 == 0 {
+            "-".to_string()
+        } else {
+            m.incident.to_string()
+        };
+        format!(
+            "{:>6}  {inc} → {}  {} at {}  \"{}\"",
+            m.id,
+            place(m),
+            m.kind.as_str(),
+            clock(m.at),
+            excerpt(&m.text)
+        )
+    };
+    let mut out = format!("Waiting for delivery: {}\n", waiting.len());
+    for m in waiting {
+        out.push_str(&about(m));
+        out.push('\n');
+    }
+    out.push_str(&format!("\nDead letters (given up on): {}\n", dead.len()));
+    for d in dead {
+        out.push_str(&about(&d.message));
+        out.push_str(&format!("\n        why: {}\n", excerpt(&d.reason)));
+    }
+    if !dead.is_empty() {
+        out.push_str(
+            "\nSend one again with `warroom outbox retry ID`, or all of them with `warroom outbox retry --all`.\n",
+        );
+    }
+    out
+}

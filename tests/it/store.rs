@@ -102,10 +102,51 @@ async fn a_permanent_refusal_is_kept_as_a_dead_letter() {
         got: Mutex::new(Vec::new()),
     });
     assert_eq!(
-        Courier::new(app.clone(), port).drain().await,
+        Courier::new(app.clone(), port.clone()).drain().await,
         Drained::Empty
     );
     assert_eq!(app.store().dead_letters(), 1);
+    // The notices about it went out (the console's ops channel here), with the reason.
+    let dead = app.store().dead_letter_list().unwrap();
+    let notices = port.got.lock().unwrap().clone();
+    assert!(notices.len() >= 2, "the rest and a notice: {notices:?}");
+    assert!(!notices.contains(&dead[0].message.id));
+    drop(port);
+    drop(app);
+
+    // warroom outbox lists it; retry puts it back.
+    let data = dir.path().to_str().unwrap();
+    let listed = run_raw(&["outbox", "--data", data]);
+    assert!(listed.contains("Dead letters (given up on): 1"), "{listed}");
+    assert!(listed.contains("50013 Missing Permissions"), "{listed}");
+    assert!(listed.contains(&dead[0].message.id.to_string()), "{listed}");
+    let wrong = run_raw(&["outbox", "retry", "999999999", "--data", data]);
+    assert!(wrong.contains("no dead letter 999999999"), "{wrong}");
+    let retried = run_raw(&["outbox", "retry", "--all", "--data", data]);
+    assert!(retried.contains("1 message(s) back"), "{retried}");
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.dead_letters(), 0);
+    assert!(
+        store
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|m| m.id == dead[0].message.id)
+    );
+}
+
+/// Runs the binary and returns stdout and stderr together.
+fn run_raw(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(args)
+        .env_remove("WARROOM_DATA")
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
