@@ -644,10 +644,12 @@ impl Config {
         let g = |x: Option<u64>| x.map_or("not set".to_string(), |v| v.to_string());
         let _ = writeln!(
             out,
-            "\nDiscord: guild {}, incident category {}, SDM DMs {}, {} role(s) and {} user(s) mapped",
+            "\nDiscord: guild {}, incident category {}, ops channel {}, SDM DMs {}, request timeout {}s, {} role(s) and {} user(s) mapped",
             g(self.discord.guild_id),
             g(self.discord.incident_category_id),
+            g(self.discord.ops_channel_id),
             if self.discord.dm_sdm { "on" } else { "off" },
+            self.discord.request_timeout.as_secs(),
             self.discord.roles.len(),
             self.discord.users.len()
         );
@@ -776,6 +778,21 @@ mod tests {
         }
         assert_eq!(c.policy.roster.users.len(), 7);
         assert_eq!(c.console_user.as_str(), "alice");
+    }
+
+    #[test]
+    fn request_timeout_defaults_to_15s_and_is_bounded() {
+        assert_eq!(
+            Config::builtin().unwrap().discord.request_timeout,
+            std::time::Duration::from_secs(15)
+        );
+        let env = |v: &str| vec![("WARROOM__DISCORD__REQUEST_TIMEOUT".to_string(), v.to_string())];
+        let c = Config::load(None, &env("3s")).unwrap();
+        assert_eq!(c.discord.request_timeout, std::time::Duration::from_secs(3));
+        for bad in ["0s", "10m", "off", "soon"] {
+            let e = Config::load(None, &env(bad)).unwrap_err().to_string();
+            assert!(e.contains("discord.request_timeout"), "{bad}: {e}");
+        }
     }
 
     #[test]
