@@ -786,7 +786,12 @@ mod tests {
             Config::builtin().unwrap().discord.request_timeout,
             std::time::Duration::from_secs(15)
         );
-        let env = |v: &str| vec![("WARROOM__DISCORD__REQUEST_TIMEOUT".to_string(), v.to_string())];
+        let env = |v: &str| {
+            vec![(
+                "WARROOM__DISCORD__REQUEST_TIMEOUT".to_string(),
+                v.to_string(),
+            )]
+        };
         let c = Config::load(None, &env("3s")).unwrap();
         assert_eq!(c.discord.request_timeout, std::time::Duration::from_secs(3));
         for bad in ["0s", "10m", "off", "soon"] {

@@ -79,6 +79,9 @@ enum Cmd {
         /// Also fill a store with this many pending timers and time restart and firing.
         #[arg(long, default_value_t = 0)]
         timers: usize,
+        /// Also run the courier under faults (a stalled lane, an outage) this many times.
+        #[arg(long, default_value_t = 0, value_name = "RUNS")]
+        delivery: usize,
     },
     /// Lists the messages waiting for delivery and the dead letters; `retry` sends dead
     /// letters again. Run it while the bot is stopped: one process holds a data folder.
@@ -171,13 +174,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             console::run(opts, stdin, Box::new(std::io::stdout())).await
         }
-        Cmd::Bench { rounds, timers } => {
+        Cmd::Bench {
+            rounds,
+            timers,
+            delivery,
+        } => {
             let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
             let result = warroom::bench::run(&dir, rounds);
             let _ = std::fs::remove_dir_all(&dir);
             print!("{}", result?);
             if timers > 0 {
                 let result = warroom::bench::timers(&dir, timers, 2000);
+                let _ = std::fs::remove_dir_all(&dir);
+                print!("{}", result?);
+            }
+            if delivery > 0 {
+                let result = warroom::bench::delivery(&dir, delivery).await;
                 let _ = std::fs::remove_dir_all(&dir);
                 print!("{}", result?);
             }
