@@ -667,6 +667,12 @@ impl DiscordPort {
                 self.post_once(channel, msg.id, &m).await?;
                 Ok(())
             }
+            // A person who takes no direct messages from the bot (50007) will not start to
+            // by retrying: a dead letter, and the notices say so.
+            Err(f) if f.status == Some(403) => Err(Self::permanent(format!(
+                "{}: {user} does not take direct messages from the bot",
+                f.what
+            ))),
             r => r.map(|_| ()).map_err(Into::into),
         }
     }
