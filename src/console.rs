@@ -134,7 +134,20 @@ impl ConsoleOut {
                             .join(" ")
                     )
                 };
-                let body = text.replace('\n', "\n      | ");
+                // Text that people typed may hold escape sequences: a terminal shows them
+                // escaped, never obeys them.
+                let safe: String = text
+                    .chars()
+                    .flat_map(|c| {
+                        let escaped: Vec<char> = if c.is_control() && c != '\n' {
+                            c.escape_default().collect()
+                        } else {
+                            vec![c]
+                        };
+                        escaped
+                    })
+                    .collect();
+                let body = safe.replace('\n', "\n      | ");
                 format!("{} #{channel} [{kind}] {pings}{body}", at.format("%H:%M"))
             }
         };
@@ -275,13 +288,16 @@ impl Session {
                         self.say(ReplyKind::Reply, &format!("It is {}.", now.to_rfc3339_opts(SecondsFormat::Secs, true)));
                     }
                     (["advance", d], Some(vc)) => match parse_duration(d) {
-                        Some(d) => {
-                            let target = vc.now() + d;
-                            if let Err(e) = self.app.advance_to(vc, target) {
-                                self.say(ReplyKind::Error, &format!("/clock advance: timers could not fire ({e}); the clock stopped early"));
+                        Some(d) if d > MAX_ADVANCE => self.say(ReplyKind::Error, &format!("/clock advance: {d_} is more than the 30 days one advance may move; advance in steps of at most 30d\n{usage}", d_ = crate::domain::engine::human(d))),
+                        Some(d) => match vc.now().checked_add_signed(d) {
+                            Some(target) => {
+                                if let Err(e) = self.app.advance_to(vc, target) {
+                                    self.say(ReplyKind::Error, &format!("/clock advance: timers could not fire ({e}); the clock stopped early"));
+                                }
                             }
-                        }
-                        None => self.say(ReplyKind::Error, &format!("/clock advance: '{d}' is not a duration; write it like 45m or 1h30m\n{usage}")),
+                            None => self.say(ReplyKind::Error, &format!("/clock advance: {d} would move the clock past the last date it can show\n{usage}")),
+                        },
+                        None => self.say(ReplyKind::Error, &format!("/clock advance: '{}' is not a duration; write it like 45m or 1h30m\n{usage}", shown(d))),
                     },
                     (["advance", ..], None) => self.say(
                         ReplyKind::Error,
@@ -293,6 +309,67 @@ impl Session {
             }
             _ => None,
         }
+    }
+}
+
+/// The longest single `/clock advance`.
+const MAX_ADVANCE: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// How long the console, once told to stop, keeps delivering what waits in the outbox.
+const FLUSH_ON_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Echoed input, made safe for a terminal: control characters escaped, and cut to 80
+/// characters.
+pub fn shown(input: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in input.chars().enumerate() {
+        if i >= 80 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Why the console stopped reading.
+enum Stop {
+    /// The input ended, or /quit.
+    Done,
+    /// SIGTERM or SIGINT.
+    Signal(&'static str),
+}
+
+/// Waits for SIGTERM or SIGINT (and logs, then ignores, SIGHUP: the configuration is read
+/// only at start). On a platform without Unix signals, only Ctrl-C.
+pub async fn termination() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => tracing::warn!("SIGHUP: warroom does not re-read its configuration while running; restart it to apply a change"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 
@@ -330,6 +407,21 @@ pub async fn run(
         current: None,
         channel: "console".into(),
     };
+    if let Some(vc) = &virtual_clock
+        && let Some(last) = app.store().last_event_at()?
+        && vc.now() < last
+    {
+        let asked = vc.now();
+        vc.set(last);
+        session.say(
+            ReplyKind::Reply,
+            &format!(
+                "The virtual clock was asked to start at {}, before this data folder's latest event ({}); it starts there instead, so that the timeline never runs backwards.",
+                asked.to_rfc3339_opts(SecondsFormat::Secs, true),
+                last.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        );
+    }
     app.init_drills()?;
     session.set_current(app.latest_open()?.map(|i| i.id));
     if opts.format == Format::Text {
@@ -359,14 +451,41 @@ pub async fn run(
             Courier::new(app.clone(), port.clone()).run(stop_rx.clone()),
         ));
     }
-    let mut lines = input.lines();
-    while let Some(line) = lines.next_line().await? {
-        let line = line.trim();
+    let mut input = input;
+    let mut number = 0usize;
+    let mut raw = Vec::new();
+    let stop_signal = termination();
+    tokio::pin!(stop_signal);
+    let stopped = loop {
+        raw.clear();
+        // Bytes, not lines of text: one invalid UTF-8 byte must not end the session.
+        let read = tokio::select! {
+            r = input.read_until(b'\n', &mut raw) => r?,
+            sig = &mut stop_signal => break Stop::Signal(sig),
+        };
+        if read == 0 {
+            break Stop::Done;
+        }
+        number += 1;
+        let text = match std::str::from_utf8(&raw) {
+            Ok(t) => t,
+            Err(e) => {
+                session.say(
+                    ReplyKind::Error,
+                    &format!(
+                        "line {number} is not valid UTF-8 (byte {} is not part of a character), so it was not run; write commands as UTF-8 text",
+                        e.valid_up_to() + 1
+                    ),
+                );
+                continue;
+            }
+        };
+        let line = text.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         match session.console_command(line) {
-            Some(false) => break,
+            Some(false) => break Stop::Done,
             Some(true) => {}
             None => {
                 let actor = app.actor(&session.acting);
@@ -383,11 +502,19 @@ pub async fn run(
         if virtual_clock.is_some() {
             courier.drain().await;
         }
+    };
+    if let Stop::Signal(sig) = stopped {
+        tracing::info!(
+            signal = sig,
+            "stopping: no more commands; delivering what waits"
+        );
     }
     let _ = stop_tx.send(true);
     for task in background {
         let _ = task.await;
     }
-    courier.drain().await;
+    // What waits goes out now, for a few seconds at most; what is still left stays in the
+    // outbox for the next run.
+    let _ = tokio::time::timeout(FLUSH_ON_STOP, courier.drain()).await;
     Ok(())
 }

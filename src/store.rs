@@ -313,6 +313,16 @@ impl Store {
         })
     }
 
+    /// The time of the latest event ever committed here, if any.
+    pub fn last_event_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .meta
+            .get("last_at")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes)
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+    }
+
     /// The id the next opened incident gets.
     pub fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
         Ok(IncidentId(match self.meta.get("next_incident")? {
@@ -436,6 +446,7 @@ impl Store {
             .map(|o| (o.id.to_be_bytes(), to_json(o)))
             .collect();
         let new_incident = c.before.is_none();
+        let latest = c.events.iter().map(|e| e.at.timestamp_millis()).max();
         let result: Result<(), TransactionError<()>> = (
             &self.incidents,
             &self.timeline,
@@ -465,7 +476,16 @@ impl Store {
                     out.insert(k, v.as_slice())?;
                 }
                 if new_incident {
-                    meta.insert("next_incident", &(id.0 + 1).to_be_bytes())?;
+                    meta.insert("next_incident", &id.0.saturating_add(1).to_be_bytes())?;
+                }
+                if let Some(at) = latest {
+                    let known = meta
+                        .get("last_at")?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                        .map(i64::from_be_bytes);
+                    if known.is_none_or(|k| k < at) {
+                        meta.insert("last_at", &at.to_be_bytes())?;
+                    }
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
