@@ -772,7 +772,41 @@ pub fn handle(
             format!("Closed {vendor} case {case}.")
         }
     };
+    let reply = sdm_engaged(&mut w, actor, inc, cmd, reply);
     Ok(w.finish(reply))
+}
+
+/// The SDM acting in an incident has seen it: a state-changing command of theirs answers
+/// their open SDM alert there (a snooze excepted: it asks to be reminded later).
+fn sdm_engaged(
+    w: &mut Work,
+    actor: &Actor,
+    inc: &Incident,
+    cmd: &Command,
+    reply: String,
+) -> String {
+    if matches!(cmd, Command::Snooze { .. })
+        || !effective_roles(actor, Some(inc)).contains(&RoleKey::sdm())
+    {
+        return reply;
+    }
+    let how = format!("answered by {}'s /{}", actor.user, cmd.path());
+    let closed = w.answer(|k| *k == NudgeKind::SdmAlert, &how);
+    for id in &closed {
+        w.event(
+            EventKind::Acknowledged { nudge: *id },
+            format!("nudge {id} ({}) {how}", NudgeKind::SdmAlert.label()),
+        );
+    }
+    if closed.is_empty() {
+        return reply;
+    }
+    let ids = closed
+        .iter()
+        .map(NudgeId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{reply} It also answers your SDM alert (nudge {ids}).")
 }
 
 fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase, Refusal> {
