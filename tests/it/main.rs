@@ -5,6 +5,7 @@ mod console_story;
 mod discord;
 mod engine;
 mod fake_discord;
+mod flood;
 mod helpers;
 mod layout;
 mod overnight;
