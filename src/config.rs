@@ -21,6 +21,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Where the user's file is looked for when `--config` is not given.
 pub const DEFAULT_USER_FILE: &str = "config/warroom.toml";
 
+/// The largest `nudge_handoff_after` accepted: beyond it a typo would mean "never".
+const HANDOFF_MAX: u32 = 100;
+
 /// Tables that a user's file replaces wholesale instead of merging key by key: a real roster
 /// must not inherit the demo people.
 const REPLACED_TABLES: &[&str] = &[
@@ -307,6 +310,7 @@ impl Config {
                     "update_cadence",
                     "snooze_max",
                     "snooze_total",
+                    "nudge_handoff_after",
                 ],
             )?;
             let d = |k: &str| r.duration(s, k, &format!("{path}.{k}"));
@@ -329,6 +333,22 @@ impl Config {
                     return Err(r.err(&tier_key, "missing; expected 0 (never) or a tier 1 to 3"));
                 }
             };
+            let handoff_key = format!("{path}.nudge_handoff_after");
+            let handoff_expected = format!(
+                "expected 0 (never) or a count of unanswered reminders from 1 to {HANDOFF_MAX}"
+            );
+            let nudge_handoff_after = match s.get("nudge_handoff_after") {
+                Some(Value::Integer(n)) => u32::try_from(*n)
+                    .ok()
+                    .filter(|n| *n <= HANDOFF_MAX)
+                    .ok_or_else(|| r.err(&handoff_key, format!("{handoff_expected}, found {n}")))?,
+                Some(other) => {
+                    return Err(r.err(&handoff_key, format!("{handoff_expected}, found {other}")));
+                }
+                None => {
+                    return Err(r.err(&handoff_key, format!("missing; {handoff_expected}")));
+                }
+            };
             let sp = SeverityPolicy {
                 l1_budget: d("l1_budget")?,
                 l2_budget: d("l2_budget")?,
@@ -338,6 +358,7 @@ impl Config {
                 update_cadence: d("update_cadence")?,
                 snooze_max: d("snooze_max")?,
                 snooze_total: d("snooze_total")?,
+                nudge_handoff_after,
             };
             if let (Some(max), Some(total)) = (sp.snooze_max, sp.snooze_total)
                 && max > total
@@ -562,7 +583,7 @@ impl Config {
         let _ = writeln!(out, "\nEscalation policy:");
         let _ = writeln!(
             out,
-            "{:<16}{:>8}{:>8}{:>8}{:>8}",
+            "{:<20}{:>8}{:>8}{:>8}{:>8}",
             "setting", "SEV1", "SEV2", "SEV3", "SEV4"
         );
         let d = |x: Option<TimeDelta>| x.map_or("off".to_string(), crate::domain::engine::human);
@@ -577,18 +598,29 @@ impl Config {
             ("snooze_total", |s| s.snooze_total),
         ];
         for (name, get) in rows {
-            let _ = write!(out, "{name:<16}");
+            let _ = write!(out, "{name:<20}");
             for s in &self.policy.severities {
                 let _ = write!(out, "{:>8}", d(get(s)));
             }
             out.push('\n');
         }
-        let _ = write!(out, "{:<16}", "sdm_alert_tier");
+        let _ = write!(out, "{:<20}", "sdm_alert_tier");
         for s in &self.policy.severities {
             let _ = write!(
                 out,
                 "{:>8}",
                 s.sdm_alert_tier.map_or("never".into(), |t| t.to_string())
+            );
+        }
+        let _ = write!(out, "\n{:<20}", "nudge_handoff_after");
+        for s in &self.policy.severities {
+            let _ = write!(
+                out,
+                "{:>8}",
+                match s.nudge_handoff_after {
+                    0 => "never".to_string(),
+                    n => n.to_string(),
+                }
             );
         }
         let _ = writeln!(out, "\n\nRoster:");
@@ -811,6 +843,36 @@ mod tests {
             c.policy.for_severity(Severity::Sev1).l1_budget,
             Some(TimeDelta::minutes(45))
         );
+    }
+
+    #[test]
+    fn nudge_handoff_after_is_a_count_or_zero_for_never() {
+        let load = |v: &str| {
+            Config::load(
+                None,
+                &[(
+                    "WARROOM__POLICY__SEV3__NUDGE_HANDOFF_AFTER".to_string(),
+                    v.to_string(),
+                )],
+            )
+        };
+        let c = load("0").unwrap();
+        assert_eq!(c.policy.for_severity(Severity::Sev3).nudge_handoff_after, 0);
+        assert_eq!(c.policy.for_severity(Severity::Sev1).nudge_handoff_after, 4);
+        assert!(c.describe().contains("nudge_handoff_after"));
+        assert_eq!(
+            load("7")
+                .unwrap()
+                .policy
+                .for_severity(Severity::Sev3)
+                .nudge_handoff_after,
+            7
+        );
+        for bad in ["-1", "101", "soon", "1.5"] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("policy.sev3.nudge_handoff_after"), "{e}");
+            assert!(e.contains("expected 0 (never) or a count"), "{e}");
+        }
     }
 
     #[test]

@@ -525,6 +525,12 @@ impl DiscordPort {
                             ButtonStyle::Success,
                             service.clone(),
                         ),
+                        Button::AckNudge { nudge } => (
+                            "ack",
+                            format!("Ack {nudge}"),
+                            ButtonStyle::Primary,
+                            nudge.0.to_string(),
+                        ),
                     };
                     CreateButton::new(fit(&format!("wr:{id}:{inc}:{arg}"), 100))
                         .label(label)

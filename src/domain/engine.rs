@@ -16,6 +16,9 @@ use super::policy::{Policy, Principal, SeverityPolicy};
 /// Lateness below this is scheduling jitter, not worth telling anyone about.
 const LATE_NOTICE: TimeDelta = TimeDelta::seconds(5);
 
+/// Discord's limit on buttons under one message: five rows of five.
+pub const MAX_BUTTONS: usize = 25;
+
 /// The engine's view of the world for one decision.
 pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
@@ -67,6 +70,10 @@ pub enum Button {
     /// Start the due DR drill of this service.
     StartDrill {
         service: String,
+    },
+    /// Acknowledge this one nudge: under a digest of several reminders, one per nudge.
+    AckNudge {
+        nudge: NudgeId,
     },
 }
 
@@ -126,6 +133,25 @@ pub(super) fn refuse<T>(kind: RefusalKind, message: impl Into<String>) -> Result
 /// A time for chat: the front end renders `<t:UNIX:t>` as a clock time (Discord natively).
 pub fn clock(t: DateTime<Utc>) -> String {
     format!("<t:{}:t>", t.timestamp())
+}
+
+/// What a timer says when it fires late, because warroom was down when it fell due.
+pub(super) fn late_note(now: DateTime<Utc>, due: DateTime<Utc>) -> String {
+    let late = now.signed_duration_since(due);
+    if late > LATE_NOTICE {
+        format!(
+            " (fired {} late: it fell due at {} while warroom was not running)",
+            human(late),
+            clock(due)
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// `t + d`, or None when that is beyond what a time can hold.
+pub(super) fn later(t: DateTime<Utc>, d: TimeDelta) -> Option<DateTime<Utc>> {
+    t.checked_add_signed(d)
 }
 
 /// A time relative to now for chat: `<t:UNIX:R>`.
@@ -404,14 +430,22 @@ impl<'a> Work<'a> {
         b
     }
 
+    /// The number the next raised nudge gets: 1, 2, 3… within the incident, so people can say
+    /// `/ack nudge:3`.
+    pub(super) fn next_nudge_id(&self) -> NudgeId {
+        NudgeId(u32::try_from(self.inc.nudges.len()).map_or(u32::MAX, |n| n.saturating_add(1)))
+    }
+
     /// Raises a nudge: posts it now and schedules its repeat.
     pub(super) fn raise(&mut self, kind: NudgeKind, targets: Vec<Target>, text: String) -> NudgeId {
-        // Nudges are numbered 1, 2, 3… within their incident, so people can say `/ack nudge:3`.
-        let id = NudgeId(self.inc.nudges.len() as u32 + 1);
+        let id = self.next_nudge_id();
         let now = self.now();
         self.send_nudge(id, &kind, &targets, format!("Nudge {id} · {text}"), 1, "to");
-        if let Some(every) = self.repeat_interval(&kind) {
-            self.add_timer(now + every, TimerKind::NudgeRepeat { nudge: id });
+        if let Some(due) = self
+            .repeat_interval(&kind)
+            .and_then(|every| later(now, every))
+        {
+            self.add_timer(due, TimerKind::NudgeRepeat { nudge: id });
         }
         self.inc.nudges.push(Nudge {
             id,
@@ -423,6 +457,8 @@ impl<'a> Work<'a> {
             sends: 1,
             snoozed_until: None,
             state: NudgeState::Open,
+            from: None,
+            stopped_at: None,
         });
         id
     }
@@ -642,7 +678,7 @@ impl<'a> Work<'a> {
             .inc
             .nudges
             .iter()
-            .filter(|n| n.is_open())
+            .filter(|n| n.is_repeating())
             .map(|n| (n.id, n.kind.clone(), n.last_sent, n.snoozed_until))
             .collect();
         for (id, kind, last_sent, snoozed) in open {
@@ -848,16 +884,7 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
         return w.finish(String::new());
     }
     let now = ctx.now;
-    let late = now - timer.due;
-    let lateness = if late > LATE_NOTICE {
-        format!(
-            " (fired {} late: it fell due at {} while warroom was not running)",
-            human(late),
-            clock(timer.due)
-        )
-    } else {
-        String::new()
-    };
+    let lateness = late_note(now, timer.due);
     let id = w.inc.id;
     match timer.kind {
         TimerKind::TierBudget { tier } => {
@@ -933,43 +960,7 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
                 }
             }
         }
-        TimerKind::NudgeRepeat { nudge } => {
-            let sdm = w.sdm_target();
-            let interval = w.inc.nudge(nudge).and_then(|n| w.repeat_interval(&n.kind));
-            let hand = w
-                .inc
-                .nudge(nudge)
-                .is_some_and(|n| matches!(n.kind, NudgeKind::Handover { .. }));
-            if let Some(n) = w
-                .inc
-                .nudges
-                .iter_mut()
-                .find(|n| n.id == nudge && n.is_open())
-            {
-                n.sends += 1;
-                n.last_sent = now;
-                n.snoozed_until = None;
-                // Whatever nobody else answered reaches the SDM, except a handover, which is
-                // the incoming person's alone to accept.
-                if !hand && !n.targets.contains(&sdm) {
-                    n.targets.push(sdm);
-                }
-                let targets = n.targets.clone();
-                let kind = n.kind.clone();
-                let text = format!(
-                    "Nudge {} · reminder {} (unanswered since {}){lateness}: {}",
-                    n.id,
-                    n.sends - 1,
-                    clock(n.raised_at),
-                    n.text
-                );
-                let sends = n.sends;
-                w.send_nudge(nudge, &kind, &targets, text, sends, "repeated to");
-                if let Some(every) = interval {
-                    w.add_timer(now + every, TimerKind::NudgeRepeat { nudge });
-                }
-            }
-        }
+        TimerKind::NudgeRepeat { nudge } => w.remind(nudge, timer.due),
         TimerKind::VendorCallback { case } => {
             let vc = w
                 .inc

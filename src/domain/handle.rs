@@ -501,6 +501,16 @@ pub fn handle(
             nudge,
         } => {
             let n = find_nudge(ctx, actor, &w.inc, *nudge, "snooze")?.clone();
+            if n.stopped_at.is_some() {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!(
+                        "nudge {} ({}) has stopped repeating, so there is nothing to snooze; it stays open until answered",
+                        n.id,
+                        n.kind.label()
+                    ),
+                );
+            }
             let sp = w.sp();
             let sev = w.inc.severity;
             let (Some(max), Some(total)) = (sp.snooze_max, sp.snooze_total) else {
@@ -762,7 +772,41 @@ pub fn handle(
             format!("Closed {vendor} case {case}.")
         }
     };
+    let reply = sdm_engaged(&mut w, actor, inc, cmd, reply);
     Ok(w.finish(reply))
+}
+
+/// The SDM acting in an incident has seen it: a state-changing command of theirs answers
+/// their open SDM alert there (a snooze excepted: it asks to be reminded later).
+fn sdm_engaged(
+    w: &mut Work,
+    actor: &Actor,
+    inc: &Incident,
+    cmd: &Command,
+    reply: String,
+) -> String {
+    if matches!(cmd, Command::Snooze { .. })
+        || !effective_roles(actor, Some(inc)).contains(&RoleKey::sdm())
+    {
+        return reply;
+    }
+    let how = format!("answered by {}'s /{}", actor.user, cmd.path());
+    let closed = w.answer(|k| *k == NudgeKind::SdmAlert, &how);
+    for id in &closed {
+        w.event(
+            EventKind::Acknowledged { nudge: *id },
+            format!("nudge {id} ({}) {how}", NudgeKind::SdmAlert.label()),
+        );
+    }
+    if closed.is_empty() {
+        return reply;
+    }
+    let ids = closed
+        .iter()
+        .map(NudgeId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{reply} It also answers your SDM alert (nudge {ids}).")
 }
 
 fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase, Refusal> {
@@ -911,6 +955,20 @@ fn find_nudge<'i>(
     let n = match id {
         Some(id) => match inc.nudge(id) {
             Some(n) if n.is_open() => n,
+            Some(Nudge {
+                state: NudgeState::HandedOff { to, .. },
+                kind,
+                ..
+            }) => {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!(
+                        "nudge {id} ({}) went unanswered and was handed on as nudge {to}; answer that one (/{path} nudge:{})",
+                        kind.label(),
+                        to.0
+                    ),
+                );
+            }
             Some(n) => {
                 return refuse(
                     RefusalKind::Conflict,
@@ -925,7 +983,13 @@ fn find_nudge<'i>(
             }
         },
         None => {
-            let open = || inc.nudges.iter().filter(|n| n.is_open()).rev();
+            // A snooze is for a nudge that still repeats.
+            let open = || {
+                inc.nudges
+                    .iter()
+                    .filter(|n| n.is_open() && (path != "snooze" || n.is_repeating()))
+                    .rev()
+            };
             // An /ack prefers a nudge it can answer; the Plan B nudge needs a decision.
             // A handover waiting for this very person comes first: it is theirs alone.
             let handover = open().find(|n| {

@@ -6,6 +6,7 @@ pub mod command;
 pub mod engine;
 mod handle;
 pub mod model;
+mod nudge;
 pub mod policy;
 pub mod render;
 

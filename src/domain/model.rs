@@ -506,6 +506,12 @@ pub enum NudgeState {
         by: Option<UserName>,
         how: String,
     },
+    /// Its reminders went unanswered `nudge_handoff_after` times: it was closed and handed on
+    /// as nudge `to`, to the next tier or the SDM.
+    HandedOff {
+        at: DateTime<Utc>,
+        to: NudgeId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -520,11 +526,26 @@ pub struct Nudge {
     pub sends: u32,
     pub snoozed_until: Option<DateTime<Utc>>,
     pub state: NudgeState,
+    /// The nudge this one was handed on from, after its reminders went unanswered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<NudgeId>,
+    /// When it stopped repeating for good: unanswered and nobody further to hand it to. It
+    /// stays open, so its answer still closes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
 }
 
 impl Nudge {
     pub fn is_open(&self) -> bool {
         matches!(self.state, NudgeState::Open)
+    }
+    /// Open and still repeating (not stopped for good after its last reminder).
+    pub fn is_repeating(&self) -> bool {
+        self.is_open() && self.stopped_at.is_none()
+    }
+    /// How many reminders it has had: every send after the first.
+    pub fn reminders(&self) -> u32 {
+        self.sends.saturating_sub(1)
     }
 }
 
@@ -651,6 +672,10 @@ pub enum EventKind {
     Update { plan: Plan },
     ChecklistTicked { plan: Plan, item: u32 },
     Nudged { nudge: NudgeId, repeat: u32 },
+    // Its reminders unanswered, the nudge was handed on as nudge `to`.
+    HandedOff { nudge: NudgeId, to: NudgeId },
+    // Nobody further to hand it to: it stopped repeating, and stays open.
+    NudgeStopped { nudge: NudgeId },
     Acknowledged { nudge: NudgeId },
     Snoozed { nudge: NudgeId },
     RoleAssigned,

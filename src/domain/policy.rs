@@ -21,6 +21,9 @@ pub struct SeverityPolicy {
     pub update_cadence: Option<TimeDelta>,
     pub snooze_max: Option<TimeDelta>,
     pub snooze_total: Option<TimeDelta>,
+    /// After this many unanswered reminders a nudge is handed on (next tier, then the SDM)
+    /// instead of repeating again; 0: never.
+    pub nudge_handoff_after: u32,
 }
 
 impl SeverityPolicy {
@@ -47,6 +50,7 @@ impl SeverityPolicy {
                 update_cadence: m(30),
                 snooze_max: h(1),
                 snooze_total: h(3),
+                nudge_handoff_after: 4,
             },
             Severity::Sev2 => SeverityPolicy {
                 l1_budget: h(1),
@@ -57,6 +61,7 @@ impl SeverityPolicy {
                 update_cadence: h(1),
                 snooze_max: h(2),
                 snooze_total: h(6),
+                nudge_handoff_after: 4,
             },
             Severity::Sev3 => SeverityPolicy {
                 l1_budget: h(4),
@@ -67,6 +72,7 @@ impl SeverityPolicy {
                 update_cadence: h(4),
                 snooze_max: h(4),
                 snooze_total: h(12),
+                nudge_handoff_after: 4,
             },
             Severity::Sev4 => SeverityPolicy {
                 l1_budget: None,
@@ -77,6 +83,7 @@ impl SeverityPolicy {
                 update_cadence: None,
                 snooze_max: None,
                 snooze_total: None,
+                nudge_handoff_after: 4,
             },
         }
     }

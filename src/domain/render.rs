@@ -98,8 +98,11 @@ pub fn status(inc: &Incident, sdm_holders: &[&UserName]) -> String {
             .map(Target::to_string)
             .collect::<Vec<_>>()
             .join(" ");
+        let stopped = n.stopped_at.map_or(String::new(), |at| {
+            format!(" · stopped repeating {}, answer it to close it", clock(at))
+        });
         out.push(format!(
-            "Open nudge {} · {} · to {to} · sent {} time(s)",
+            "Open nudge {} · {} · to {to} · sent {} time(s){stopped}",
             n.id,
             n.kind.label(),
             n.sends

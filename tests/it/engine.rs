@@ -1,5 +1,5 @@
 //! Policy rules in the pure engine: severity recompute, snooze caps, vendor callbacks,
-//! handover, resolution.
+//! handover, resolution, reminder digests and hand-offs of unanswered nudges.
 
 use chrono::TimeDelta;
 
@@ -25,7 +25,12 @@ fn actor(policy: &Policy, name: &str) -> Actor {
 
 impl World {
     fn new(sev: Severity) -> World {
-        let policy = Config::builtin().unwrap().policy;
+        World::with(sev, |_| {})
+    }
+    /// A world whose policy for `sev` is first changed by `tweak`.
+    fn with(sev: Severity, tweak: impl FnOnce(&mut SeverityPolicy)) -> World {
+        let mut policy = Config::builtin().unwrap().policy;
+        tweak(&mut policy.severities[sev.index()]);
         let now = at("2026-11-23T22:00:00Z");
         let ctx = Ctx {
             now,
@@ -312,4 +317,380 @@ fn plan_b_nudge_is_not_acked_away_and_decline_stops_it() {
             .iter()
             .all(|m| !m.text.contains("Plan B deadline reached"))
     );
+}
+
+fn nudge(w: &World, id: u32) -> &Nudge {
+    w.inc.nudge(NudgeId(id)).unwrap()
+}
+
+fn vendor_add(case: &str, mins: i64) -> Command {
+    Command::VendorAdd {
+        vendor: "VMware".into(),
+        case: case.into(),
+        callback: Some(Deadline::In(TimeDelta::minutes(mins))),
+    }
+}
+
+#[test]
+fn an_unanswered_nudge_is_handed_up_the_tiers_then_stops_and_stays_answerable() {
+    // Held at L1 (no budget) and no Plan B deadline: only Plan A's silence nudges alice.
+    let mut w = World::with(Severity::Sev1, |sp| {
+        sp.l1_budget = None;
+        sp.plan_b_after = None;
+    });
+    let msgs = w.until(24 * 60);
+    let nudges: Vec<&Message> = msgs
+        .iter()
+        .filter(|m| m.kind == MessageKind::Nudge)
+        .collect();
+    // Three nudges (alice as L1, then @l2, then @l3), each sent once and reminded 4 times.
+    assert_eq!(nudges.len(), 15, "{nudges:#?}");
+    assert_eq!(w.inc.nudges.len(), 3);
+    let alice = Target::User(UserName::new("alice"));
+    let sdm = Target::Role(RoleKey::sdm());
+    assert_eq!(nudges[0].mentions, vec![alice.clone()]);
+    assert_eq!(nudges[1].mentions, vec![alice, sdm.clone()]);
+    // 23:45, the fifth interval: handed to @l2 as nudge #2.
+    let handed = nudges[5];
+    assert_eq!(handed.at, at("2026-11-23T23:45:00Z"));
+    assert!(
+        handed.text.starts_with(
+            "Nudge #2 · handed to @l2 after 4 unanswered reminders of nudge #1: Plan A"
+        ),
+        "{}",
+        handed.text
+    );
+    assert_eq!(handed.mentions, vec![Target::Role(RoleKey::new("l2"))]);
+    assert_eq!(
+        nudge(&w, 1).state,
+        NudgeState::HandedOff {
+            at: at("2026-11-23T23:45:00Z"),
+            to: NudgeId(2)
+        }
+    );
+    assert_eq!(nudge(&w, 2).from, Some(NudgeId(1)));
+    assert_eq!(nudge(&w, 2).kind, NudgeKind::TrackSilent { plan: Plan::A });
+    // Then on to @l3, naming where it started.
+    let third = nudges[10];
+    assert!(
+        third.text.starts_with(
+            "Nudge #3 · handed to @l3 after 4 unanswered reminders of nudge #2 (first raised as nudge #1 at"
+        ) && third.text.contains("): Plan A"),
+        "{}",
+        third.text
+    );
+    assert!(nudges[11].text.starts_with("Nudge #3 · reminder 1 "));
+    // L3 with the SDM on it: nobody further. It stops for good, once, and stays open.
+    let stops: Vec<&Message> = msgs
+        .iter()
+        .filter(|m| m.text.contains("stops repeating"))
+        .collect();
+    assert_eq!(stops.len(), 1, "{stops:#?}");
+    assert_eq!(stops[0].kind, MessageKind::Post);
+    assert_eq!(
+        stops[0].buttons,
+        vec![Button::AckNudge { nudge: NudgeId(3) }]
+    );
+    assert_eq!(stops[0].at, at("2026-11-24T02:15:00Z"));
+    let n3 = nudge(&w, 3);
+    assert!(n3.is_open() && !n3.is_repeating());
+    assert!(
+        w.inc
+            .timers
+            .iter()
+            .all(|t| !matches!(t.kind, TimerKind::NudgeRepeat { .. }))
+    );
+    // The handed-off nudge points at its successor.
+    let e = w
+        .run(
+            "alice",
+            Command::Ack {
+                nudge: Some(NudgeId(1)),
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("was handed on as nudge #2; answer that one (/ack nudge:2)"),
+        "{e}"
+    );
+    // Its usual answer still closes it.
+    w.run(
+        "alice",
+        Command::Update {
+            text: "found it".into(),
+            plan: None,
+        },
+    )
+    .unwrap();
+    assert!(!nudge(&w, 3).is_open());
+    // A severity change does not restart a stopped nudge's reminders, nor a handed-off one's.
+    let mut w = World::with(Severity::Sev1, |sp| {
+        sp.l1_budget = None;
+        sp.plan_b_after = None;
+    });
+    w.until(24 * 60);
+    w.run(
+        "alice",
+        Command::Severity {
+            level: Severity::Sev2,
+            reason: "contained".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        w.inc
+            .timers
+            .iter()
+            .all(|t| !matches!(t.kind, TimerKind::NudgeRepeat { .. }))
+    );
+}
+
+#[test]
+fn an_unaccepted_handover_goes_to_the_sdm_never_a_tier() {
+    let mut w = World::new(Severity::Sev1);
+    w.run(
+        "sam",
+        Command::PlanOpen {
+            plan: Plan::B,
+            title: Some("Rebuild".into()),
+            lead: Some(UserName::new("carol")),
+            team: None,
+            cadence: None,
+        },
+    )
+    .unwrap();
+    w.run(
+        "carol",
+        Command::Handover {
+            to: UserName::new("dana"),
+            summary: "restore at 40%".into(),
+            plan: Some(Plan::B),
+        },
+    )
+    .unwrap();
+    let first = w.inc.tracks[&Plan::B].handover.clone().unwrap().nudge;
+    let every = w.inc.nudge(first).map(|n| n.raised_at).unwrap();
+    let msgs = w.until(150);
+    let dana = Target::User(UserName::new("dana"));
+    let old = w.inc.nudge(first).unwrap().clone();
+    let NudgeState::HandedOff { to, .. } = old.state else {
+        panic!("not handed off: {old:#?}");
+    };
+    let new = w.inc.nudge(to).unwrap().clone();
+    assert_eq!(
+        new.kind,
+        NudgeKind::Handover {
+            plan: Some(Plan::B)
+        }
+    );
+    assert_eq!(
+        new.targets,
+        vec![Target::Role(RoleKey::sdm()), dana.clone()]
+    );
+    let card = msgs
+        .iter()
+        .find(|m| m.nudge == Some(to) && m.text.contains("handed to"))
+        .unwrap();
+    assert!(
+        card.text
+            .starts_with(&format!("Nudge {to} · handed to @sdm after 4 unanswered reminders of nudge {first}: Handover of Plan B")),
+        "{}",
+        card.text
+    );
+    assert!(every < card.at);
+    // The pending handover now waits on the new card; only dana can take it, still by /ack.
+    assert_eq!(w.inc.tracks[&Plan::B].handover.as_ref().unwrap().nudge, to);
+    let e = w.run("sam", Command::Ack { nudge: Some(to) }).unwrap_err();
+    assert!(e.message.contains("only dana can accept it"), "{e}");
+    w.run("dana", Command::Ack { nudge: None }).unwrap();
+    assert_eq!(w.inc.tracks[&Plan::B].lead, Some(UserName::new("dana")));
+    assert!(!w.inc.nudge(to).unwrap().is_open());
+}
+
+#[test]
+fn the_sdms_own_commands_answer_their_sdm_alert_and_nothing_else() {
+    let mut w = World::new(Severity::Sev1);
+    w.until(121);
+    let alert = w
+        .inc
+        .nudges
+        .iter()
+        .find(|n| n.kind == NudgeKind::SdmAlert)
+        .unwrap()
+        .id;
+    let due = w
+        .inc
+        .nudges
+        .iter()
+        .find(|n| n.kind == NudgeKind::PlanBDue)
+        .unwrap()
+        .id;
+    // Someone else's command leaves it open; the SDM's snooze asks to be reminded later.
+    w.run(
+        "dana",
+        Command::Update {
+            text: "L3 on it".into(),
+            plan: None,
+        },
+    )
+    .unwrap();
+    assert!(w.inc.nudge(alert).unwrap().is_open());
+    w.run(
+        "sam",
+        Command::Snooze {
+            duration: TimeDelta::minutes(15),
+            reason: "on a call".into(),
+            nudge: Some(alert),
+        },
+    )
+    .unwrap();
+    assert!(w.inc.nudge(alert).unwrap().is_open());
+    // Any other state-changing command of the SDM's answers it.
+    let d = w
+        .run(
+            "sam",
+            Command::Escalate {
+                tier: None,
+                reason: "x".into(),
+            },
+        )
+        .unwrap_err();
+    assert!(d.message.contains("highest tier"), "refused: {d}");
+    assert!(
+        w.inc.nudge(alert).unwrap().is_open(),
+        "a refusal answers nothing"
+    );
+    let d = w
+        .run(
+            "sam",
+            Command::Update {
+                text: "SDM: customer informed".into(),
+                plan: None,
+            },
+        )
+        .unwrap();
+    assert!(
+        d.reply
+            .contains(&format!("It also answers your SDM alert (nudge {alert})")),
+        "{}",
+        d.reply
+    );
+    assert!(
+        matches!(&w.inc.nudge(alert).unwrap().state, NudgeState::Answered { how, .. } if how == "answered by sam's /update")
+    );
+    assert!(
+        d.events
+            .iter()
+            .any(|e| e.kind == EventKind::Acknowledged { nudge: alert }
+                && e.text == format!("nudge {alert} (SDM alert) answered by sam's /update"))
+    );
+    assert!(
+        w.inc.nudge(due).unwrap().is_open(),
+        "the Plan B deadline keeps its own rule"
+    );
+
+    // An incident's assigned SDM is its SDM.
+    let mut w = World::new(Severity::Sev1);
+    w.run(
+        "sam",
+        Command::RoleAssign {
+            role: IncidentRole::Sdm,
+            user: UserName::new("bob"),
+        },
+    )
+    .unwrap();
+    w.until(91);
+    let alert = w
+        .inc
+        .nudges
+        .iter()
+        .find(|n| n.kind == NudgeKind::SdmAlert)
+        .unwrap()
+        .clone();
+    assert_eq!(alert.targets, vec![Target::User(UserName::new("bob"))]);
+    w.run(
+        "bob",
+        Command::Update {
+            text: "bob as SDM: bridge open".into(),
+            plan: None,
+        },
+    )
+    .unwrap();
+    assert!(!w.inc.nudge(alert.id).unwrap().is_open());
+}
+
+#[test]
+fn a_digest_has_an_ack_button_per_nudge_within_discords_limit() {
+    let mut w = World::new(Severity::Sev1);
+    w.run("kim", vendor_add("SR-1", 35)).unwrap();
+    let msgs = w.until(45);
+    let digest: Vec<&Message> = msgs
+        .iter()
+        .filter(|m| m.kind == MessageKind::Nudge && m.at == at("2026-11-23T22:45:00Z"))
+        .collect();
+    assert_eq!(digest.len(), 1, "{digest:#?}");
+    assert_eq!(digest[0].nudge, Some(NudgeId(1)));
+    assert_eq!(
+        digest[0].buttons,
+        vec![
+            Button::AckNudge { nudge: NudgeId(1) },
+            Button::AckNudge { nudge: NudgeId(2) },
+            Button::AckNudge { nudge: NudgeId(3) },
+            Button::Escalate,
+            Button::OpenPlanB,
+        ]
+    );
+    for id in 1..=3 {
+        assert_eq!(nudge(&w, id).sends, 2);
+        assert_eq!(
+            w.due(|k| *k == TimerKind::NudgeRepeat { nudge: NudgeId(id) }),
+            vec![at("2026-11-23T23:00:00Z")],
+            "nudge #{id}: one repeat, an interval from the digest"
+        );
+    }
+    // Thirty missed callbacks at once: one message, still at most 25 buttons.
+    let mut w = World::new(Severity::Sev1);
+    for i in 0..30 {
+        w.run("kim", vendor_add(&format!("SR-{i}"), 35)).unwrap();
+    }
+    let msgs = w.until(45);
+    let digest: Vec<&Message> = msgs
+        .iter()
+        .filter(|m| m.kind == MessageKind::Nudge && m.at == at("2026-11-23T22:45:00Z"))
+        .collect();
+    assert_eq!(digest.len(), 1);
+    assert_eq!(digest[0].text.lines().count(), 32);
+    assert_eq!(digest[0].buttons.len(), 25);
+    assert_eq!(
+        digest[0].buttons[23..],
+        [Button::Escalate, Button::OpenPlanB]
+    );
+}
+
+#[test]
+fn stored_incidents_from_before_hand_offs_still_load() {
+    let mut w = World::new(Severity::Sev1);
+    w.until(60);
+    assert!(!w.inc.nudges.is_empty());
+    // Nudges that were never handed on or stopped are stored exactly as before.
+    let json = serde_json::to_string(&w.inc).unwrap();
+    assert!(
+        !json.contains("stopped_at") && !json.contains("\"from\""),
+        "{json}"
+    );
+    let back: Incident = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, w.inc);
+    // And the new states round-trip.
+    w.until(24 * 60);
+    assert!(
+        w.inc
+            .nudges
+            .iter()
+            .any(|n| matches!(n.state, NudgeState::HandedOff { .. }))
+    );
+    assert!(w.inc.nudges.iter().any(|n| n.stopped_at.is_some()));
+    let json = serde_json::to_string(&w.inc).unwrap();
+    let back: Incident = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, w.inc);
 }

@@ -6,6 +6,7 @@ mod delivery;
 mod discord;
 mod engine;
 mod fake_discord;
+mod flood;
 mod helpers;
 mod layout;
 mod overnight;

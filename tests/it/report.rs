@@ -8,7 +8,14 @@ fn report_of_the_seed_story_has_the_right_durations_and_a_parsable_chart() {
     let dir = tempfile::tempdir().unwrap();
     let run = console(dir.path(), START, &story());
     assert!(run.success, "{}", run.stderr);
-    let nudges_sent = run.lines.iter().filter(|l| l.kind == "nudge").count();
+    // A digest carries several nudges' reminders, a line each: count the nudge lines.
+    let nudges_sent = run
+        .lines
+        .iter()
+        .filter(|l| l.kind == "nudge")
+        .flat_map(|l| l.text.lines())
+        .filter(|l| l.starts_with("Nudge #"))
+        .count();
 
     let svg_path = dir.path().join("chart.svg");
     let data = dir.path().to_str().unwrap();
