@@ -156,7 +156,12 @@ impl App {
     }
 
     fn storage_failure(&self, e: StoreError) -> Response {
+        let e = self.store.explain(e);
         tracing::error!(error = %e, "storage failure");
+        if let StoreError::Corrupt { .. } = e {
+            // The one damaged-folder message, with its advice.
+            return Response::error(e.to_string());
+        }
         Response::error(format!(
             "warroom could not save this, so nothing changed ({e}). Try again; if it keeps failing, check the data folder."
         ))

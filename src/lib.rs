@@ -11,6 +11,7 @@ pub mod console;
 pub mod delivery;
 pub mod discord;
 pub mod domain;
+pub mod integrity;
 pub mod port;
 pub mod scheduler;
 pub mod spec;

@@ -238,11 +238,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => {
                     print!(
                         "{}",
-                        warroom::delivery::listing(&store.outbox()?, &store.dead_letter_list()?)
+                        warroom::delivery::listing(
+                            &store.outbox().map_err(|e| store.explain(e))?,
+                            &store.dead_letter_list().map_err(|e| store.explain(e))?
+                        )
                     );
                 }
                 Some(OutboxCmd::Retry { id, all }) => {
-                    let n = store.retry_dead(if all { None } else { id })?;
+                    let n = store
+                        .retry_dead(if all { None } else { id })
+                        .map_err(|e| store.explain(e))?;
                     match (n, id) {
                         (0, Some(id)) if !all => anyhow::bail!(
                             "there is no dead letter {id} in {}; `warroom outbox` lists them",
@@ -264,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let store = Store::open(&data.data)?;
             let Some(incident) = incident else {
-                let all = store.incidents()?;
+                let all = store.incidents().map_err(|e| store.explain(e))?;
                 let events: Vec<_> = all
                     .iter()
                     .map(|i| store.events(i.id))
@@ -277,7 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let inc = store
                 .incident(id)?
                 .with_context(|| format!("{id} does not exist in {}", data.data.display()))?;
-            let events = store.events(id)?;
+            let events = store.events(id).map_err(|e| store.explain(e))?;
             if let Some(path) = svg {
                 let chart = warroom::domain::chart::svg(&inc, &events, chrono::Utc::now());
                 std::fs::write(&path, chart)
@@ -306,6 +311,17 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // sled panics on some damaged files; the store catches that and explains it, so the
+    // panic's own trace would only alarm. Panics anywhere else are still printed.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_sled = info.location().is_some_and(|l| l.file().contains("/sled-"));
+        if in_sled {
+            tracing::debug!(%info, "sled panicked on a damaged file");
+        } else {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

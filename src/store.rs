@@ -22,6 +22,7 @@ use crate::domain::{
     Button, Event, Incident, IncidentId, MessageKind, NudgeId, PendingTimer, Target, TimerKind,
     TimerSeq,
 };
+use crate::integrity;
 
 const SCHEMA: &[u8] = b"warroom-1";
 
@@ -41,11 +42,22 @@ pub enum StoreError {
     Corrupt { dir: PathBuf, detail: String },
     #[error("storage error: {0}")]
     Sled(String),
+    /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
+    #[error(
+        "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"
+    )]
+    SledCorrupt(String),
 }
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Sled(e.to_string())
+        match e {
+            sled::Error::Corruption { .. } => StoreError::SledCorrupt(e.to_string()),
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                StoreError::SledCorrupt(io.to_string())
+            }
+            e => StoreError::Sled(e.to_string()),
+        }
     }
 }
 
@@ -157,7 +169,114 @@ pub struct Store {
     adapter: sled::Tree,
     schedule: sled::Tree,
     dir: PathBuf,
+    /// The commit record (see `integrity`), rewritten after every commit.
+    record: File,
+    /// Incidents and timeline events committed, as in `meta`.
+    counts: std::sync::Mutex<(u64, u64)>,
     _lock: File,
+}
+
+/// Why sled would not open a folder.
+enum OpenFailure {
+    Damaged(String),
+    Locked,
+    Other(String),
+}
+
+/// Opens sled on `path`, turning its panics and errors into reasons.
+fn open_sled(path: &Path) -> Result<sled::Db, OpenFailure> {
+    // sled can panic on some malformed files instead of returning an error; a damaged
+    // folder must give a clear message, not a crash.
+    let open = || std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+    let mut opened = open();
+    // We hold warroom.lock, so no other warroom process has the folder; if sled's own lock is
+    // still taken, a store this process just dropped is still shutting its flusher thread
+    // down. Give it a moment.
+    for _ in 0..100 {
+        match &opened {
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                opened = open();
+            }
+            _ => break,
+        }
+    }
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Corruption { .. })) => {
+            Err(OpenFailure::Damaged("sled found corrupt data".into()))
+        }
+        Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(OpenFailure::Damaged(e.to_string()))
+        }
+        Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+            Err(OpenFailure::Locked)
+        }
+        Ok(Err(sled::Error::Unsupported(e))) => Err(OpenFailure::Damaged(e)),
+        Ok(Err(e)) => Err(OpenFailure::Other(e.to_string())),
+        Err(_) => Err(OpenFailure::Damaged(
+            "the database files could not be read".into(),
+        )),
+    }
+}
+
+/// Opens a copy of `db` in a scratch folder and checks that it decodes and holds at least what
+/// the commit record says. The real folder is only read.
+fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), String> {
+    let scratch = integrity::Scratch::new("verify")
+        .map_err(|e| format!("cannot make a scratch folder to check it in: {e}"))?;
+    let copy = scratch.0.join("db");
+    integrity::copy_dir(db, &copy).map_err(|e| format!("cannot read it to check it: {e}"))?;
+    let opened = open_sled(&copy).map_err(|f| match f {
+        OpenFailure::Damaged(d) | OpenFailure::Other(d) => d,
+        OpenFailure::Locked => "its database is locked".into(),
+    })?;
+    let check = || -> Result<(u64, u64), String> {
+        let e = |e: sled::Error| e.to_string();
+        let incidents = opened.open_tree("incidents").map_err(e)?;
+        let mut n_inc = 0u64;
+        for kv in incidents.iter() {
+            let (_, v) = kv.map_err(e)?;
+            serde_json::from_slice::<Incident>(&v)
+                .map_err(|err| format!("an incident cannot be read: {err}"))?;
+            n_inc += 1;
+        }
+        let mut n_ev = 0u64;
+        for kv in opened.open_tree("timeline").map_err(e)?.iter() {
+            let (_, v) = kv.map_err(e)?;
+            serde_json::from_slice::<Event>(&v)
+                .map_err(|err| format!("a timeline event cannot be read: {err}"))?;
+            n_ev += 1;
+        }
+        for name in [
+            "outbox",
+            "dead_letters",
+            "timers",
+            "meta",
+            "adapter",
+            "drill_schedule",
+        ] {
+            for kv in opened.open_tree(name).map_err(e)?.iter() {
+                kv.map_err(e)?;
+            }
+        }
+        Ok((n_inc, n_ev))
+    };
+    // The copy is thrown away after a panic, so no broken state outlives it.
+    let (n_inc, n_ev) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(r) => r?,
+        Err(_) => return Err("the database files could not be read".into()),
+    };
+    if let Some(r) = recorded
+        && (n_inc < r.incidents || n_ev < r.events)
+    {
+        return Err(format!(
+            "only {n_inc} incident(s) and {n_ev} event(s) can be read, fewer than the {} and {} its last commit recorded",
+            r.incidents, r.events
+        ));
+    }
+    drop(opened);
+    Ok(())
 }
 
 fn millis_key(t: DateTime<Utc>) -> [u8; 8] {
@@ -202,14 +321,27 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the data folder, refusing it if another process holds it.
+    /// Opens (or creates) the data folder, refusing it if another process holds it, and
+    /// refusing it untouched if it is damaged (see `integrity`).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let unusable = |reason: String| StoreError::Unusable {
             dir: dir.to_path_buf(),
             reason,
         };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail,
+        };
         std::fs::create_dir_all(dir).map_err(|e| unusable(e.to_string()))?;
         let lock_path = dir.join("warroom.lock");
+        let was_used = lock_path.exists();
+        // A refused folder is left as it was: a lock file this call created goes again.
+        let refuse = |e: StoreError| {
+            if !was_used {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+            e
+        };
         let mut lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -229,45 +361,47 @@ impl Store {
                 holder,
             });
         }
+        let recorded = integrity::read(dir).map_err(corrupt).map_err(refuse)?;
+        let db_path = dir.join("db");
+        if !db_path.exists() && (was_used || recorded.is_some()) {
+            let held = recorded.as_ref().map_or(String::new(), |r| {
+                format!(
+                    ", and its commit record says it held {} incident(s)",
+                    r.incidents
+                )
+            });
+            return Err(refuse(corrupt(format!(
+                "its database db/ is missing, though the folder was in use (warroom.lock is there{held})"
+            ))));
+        }
+        // sled may rewrite a damaged folder while it opens it: unless db/ is exactly as a clean
+        // close left it, open a copy first and check what it holds.
+        let clean = db_path.exists()
+            && recorded
+                .as_ref()
+                .and_then(|r| r.clean.as_ref())
+                .is_some_and(|files| integrity::stats(&db_path).ok().as_ref() == Some(files));
+        if db_path.exists() && !clean {
+            verify_copy(&db_path, recorded.as_ref())
+                .map_err(corrupt)
+                .map_err(refuse)?;
+        }
+        // Checked: from here on, this process owns the folder.
         let _ = lock.set_len(0);
         let _ = lock.rewind();
         let _ = write!(lock, "{}", std::process::id());
         let _ = lock.flush();
-
-        let db_path = dir.join("db");
-        let corrupt = |detail: String| StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            detail,
-        };
-        // sled can panic on some malformed files instead of returning an error; a damaged
-        // folder must give a clear message, not a crash.
-        let open = || std::panic::catch_unwind(|| sled::Config::new().path(&db_path).open());
-        let mut opened = open();
-        // We hold warroom.lock, so no other warroom process has the folder; if sled's own lock
-        // is still taken, a store this process just dropped is still shutting its flusher
-        // thread down. Give it a moment.
-        for _ in 0..100 {
-            match &opened {
-                Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    opened = open();
-                }
-                _ => break,
-            }
-        }
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(sled::Error::Corruption { .. })) => {
-                return Err(corrupt("sled found corrupt data".into()));
-            }
-            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(corrupt(e.to_string()));
-            }
-            Ok(Err(sled::Error::Unsupported(e))) => return Err(corrupt(e)),
-            Ok(Err(e)) => return Err(unusable(e.to_string())),
-            Err(_) => return Err(corrupt("the database files could not be read".into())),
-        };
+        let db = open_sled(&db_path).map_err(|f| match f {
+            OpenFailure::Damaged(d) => corrupt(d),
+            OpenFailure::Locked => StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder: "another process: its warroom.lock was deleted, but sled's own lock on db/ is still held".into(),
+            },
+            OpenFailure::Other(e) => unusable(e),
+        })?;
         let tree = |name: &str| db.open_tree(name);
+        let record = integrity::open_file(dir)
+            .map_err(|e| unusable(format!("cannot open {}: {e}", integrity::RECORD_FILE)))?;
         let store = Store {
             incidents: tree("incidents")?,
             timeline: tree("timeline")?,
@@ -280,6 +414,8 @@ impl Store {
             schedule: tree("drill_schedule")?,
             db,
             dir: dir.to_path_buf(),
+            record,
+            counts: std::sync::Mutex::new((0, 0)),
             _lock: lock,
         };
         match store.meta.get("schema")? {
@@ -295,7 +431,70 @@ impl Store {
                 )));
             }
         }
+        let counts = store.counts_in_meta()?;
+        if let Some(r) = &recorded
+            && (counts.0 < r.incidents || counts.1 < r.events)
+        {
+            return Err(corrupt(format!(
+                "it holds {} incident(s) and {} event(s), fewer than the {} and {} its last commit recorded",
+                counts.0, counts.1, r.incidents, r.events
+            )));
+        }
+        *store.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        // In use from now on: a crash leaves it marked unclean, so the next open verifies.
+        store.write_record(None, true)?;
         Ok(store)
+    }
+
+    /// The incident and event counts kept in `meta`; a folder from before they were kept gets
+    /// them counted once.
+    fn counts_in_meta(&self) -> Result<(u64, u64), StoreError> {
+        let get = |k: &str| -> Result<Option<u64>, StoreError> {
+            Ok(self
+                .meta
+                .get(k)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes))
+        };
+        match (get("count_incidents")?, get("count_events")?) {
+            (Some(i), Some(e)) => Ok((i, e)),
+            _ => {
+                let i = self.incidents.len() as u64;
+                let e = self.timeline.len() as u64;
+                self.meta.insert("count_incidents", &i.to_be_bytes())?;
+                self.meta.insert("count_events", &e.to_be_bytes())?;
+                self.db.flush()?;
+                Ok((i, e))
+            }
+        }
+    }
+
+    fn write_record(
+        &self,
+        clean: Option<Vec<integrity::FileStat>>,
+        sync: bool,
+    ) -> Result<(), StoreError> {
+        let (incidents, events) = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let rec = integrity::Record {
+            incidents,
+            events,
+            clean,
+        };
+        integrity::write(&self.record, &rec, sync).map_err(|e| StoreError::Unusable {
+            dir: self.dir.clone(),
+            reason: format!("cannot write {}: {e}", integrity::RECORD_FILE),
+        })
+    }
+
+    /// A storage error, with the damaged-folder message where sled found corrupt data.
+    pub fn explain(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::SledCorrupt(detail) => StoreError::Corrupt {
+                dir: self.dir.clone(),
+                detail,
+            },
+            e => e,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -446,6 +645,12 @@ impl Store {
             .map(|o| (o.id.to_be_bytes(), to_json(o)))
             .collect();
         let new_incident = c.before.is_none();
+        // Commits are serialised by the caller; the lock keeps the counts and meta in step.
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let next_counts = (
+            counts.0.saturating_add(u64::from(new_incident)),
+            counts.1.saturating_add(c.events.len() as u64),
+        );
         let latest = c.events.iter().map(|e| e.at.timestamp_millis()).max();
         let result: Result<(), TransactionError<()>> = (
             &self.incidents,
@@ -478,6 +683,8 @@ impl Store {
                 if new_incident {
                     meta.insert("next_incident", &id.0.saturating_add(1).to_be_bytes())?;
                 }
+                meta.insert("count_incidents", &next_counts.0.to_be_bytes())?;
+                meta.insert("count_events", &next_counts.1.to_be_bytes())?;
                 if let Some(at) = latest {
                     let known = meta
                         .get("last_at")?
@@ -491,6 +698,10 @@ impl Store {
             });
         result?;
         self.db.flush()?;
+        *counts = next_counts;
+        drop(counts);
+        // Not synced on its own: it may lag behind the database after a crash, never lead it.
+        self.write_record(None, false)?;
         Ok(())
     }
 
@@ -731,5 +942,24 @@ impl Store {
 
     pub fn dead_letters(&self) -> usize {
         self.dead.len()
+    }
+}
+
+impl Drop for Store {
+    /// A clean close: everything flushed, then the files recorded, so that the next open can
+    /// trust the folder without checking a copy.
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "cannot flush the store at close");
+            return;
+        }
+        match integrity::stats(&self.dir.join("db")) {
+            Ok(files) => {
+                if let Err(e) = self.write_record(Some(files), true) {
+                    tracing::error!(error = %e, "cannot record a clean close");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record a clean close"),
+        }
     }
 }

@@ -43,6 +43,7 @@ impl Line {
 
 pub struct Run {
     pub lines: Vec<Line>,
+    pub stdout: String,
     pub stderr: String,
     pub success: bool,
 }
@@ -80,6 +81,35 @@ pub fn console(data: &Path, clock: &str, input: &str) -> Run {
     )
 }
 
+/// Runs the binary and keeps its output as text: for commands that print no jsonl.
+pub fn run_plain(args: &[&str], input: &str) -> Run {
+    let out = spawn_binary(args, input);
+    Run {
+        lines: Vec::new(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        success: out.status.success(),
+    }
+}
+
+fn spawn_binary(args: &[&str], input: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args(args)
+        .env_remove("WARROOM_DATA")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warroom");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("warroom runs")
+}
+
 pub fn run_binary(args: &[&str], input: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
         .args(args)
@@ -97,7 +127,7 @@ pub fn run_binary(args: &[&str], input: &str) -> Run {
         .expect("write stdin");
     let out = child.wait_with_output().expect("warroom runs");
     let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let lines = stdout
+    let lines: Vec<Line> = stdout
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| {
@@ -120,6 +150,7 @@ pub fn run_binary(args: &[&str], input: &str) -> Run {
         .collect();
     Run {
         lines,
+        stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         success: out.status.success(),
     }
