@@ -791,6 +791,39 @@ impl Store {
         Ok(())
     }
 
+    /// Queues the fallback copies of `original` and marks it as fallen back, in one
+    /// transaction, if it still waits; returns false (and queues nothing) if it has left the
+    /// outbox meanwhile.
+    pub fn queue_fallback(
+        &self,
+        original: &Outgoing,
+        copies: &[Outgoing],
+    ) -> Result<bool, StoreError> {
+        let key = original.id.to_be_bytes();
+        let mut marked = original.clone();
+        marked.fallback_done = true;
+        let marked = to_json(&marked);
+        let rows: Vec<([u8; 8], Vec<u8>)> = copies
+            .iter()
+            .map(|o| (o.id.to_be_bytes(), to_json(o)))
+            .collect();
+        let queued = self
+            .outbox
+            .transaction(|out| {
+                if out.get(key)?.is_none() {
+                    return Ok(false);
+                }
+                out.insert(&key, marked.as_slice())?;
+                for (k, v) in &rows {
+                    out.insert(k, v.as_slice())?;
+                }
+                Ok::<bool, ConflictableTransactionError<()>>(true)
+            })
+            .map_err(StoreError::from)?;
+        self.db.flush()?;
+        Ok(queued)
+    }
+
     /// The platform refused the message for good: keep it, out of the delivery queue, and queue
     /// the `notices` about it, in one transaction.
     pub fn dead_letter(

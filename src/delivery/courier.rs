@@ -88,6 +88,11 @@ async fn deliver_bounded(port: &dyn ChatPort, msg: &Outgoing) -> Result<(), Deli
     }
 }
 
+/// A notice about another message (as opposed to a copy of one): it never causes notices.
+fn is_notice(msg: &Outgoing) -> bool {
+    msg.about.is_some() && msg.kind == MessageKind::Post
+}
+
 impl Courier {
     pub fn new(app: Arc<App>, port: Arc<dyn ChatPort>) -> Courier {
         Courier {
@@ -123,6 +128,12 @@ impl Courier {
                 let in_lane = by_lane.get(&lane).map_or(&[][..], |v| v.as_slice());
                 let s = self.settle(&lane, &msg, result, in_lane);
                 progressed |= s.queued || s.wait.is_none();
+                if s.wait.is_none()
+                    && let Some(v) = by_lane.get_mut(&lane)
+                {
+                    // Settled: what waits in the lane no longer includes it.
+                    v.retain(|m| m.id != msg.id);
+                }
                 if let Some(w) = s.wait {
                     failed.insert(lane, w);
                 }
@@ -195,7 +206,7 @@ impl Courier {
                 for m in in_lane {
                     queued |= self.fall_back(m, &reason);
                 }
-                if first {
+                if first && !is_notice(msg) {
                     let text = fallback::unreachable_text(msg, &place(msg), &reason);
                     queued |= self.notify(msg, lane, text);
                 }
@@ -207,8 +218,9 @@ impl Courier {
             Err(DeliveryError::Permanent { reason }) => {
                 tracing::error!(incident = %msg.incident, outbox_id = msg.id, destination = dest, %reason, "the chat platform refused a message for good; kept in dead_letters");
                 let copies = self.fallback_copies(msg, &reason);
-                // A copy or notice that fails gets no notice of its own: no loops.
-                let notices = if msg.about.is_none() && msg.kind != MessageKind::Status {
+                // A notice that fails gets no notice of its own: no loops. A copy that fails
+                // (the SDM's DMs closed, say) does.
+                let notices = if !is_notice(msg) && msg.kind != MessageKind::Status {
                     let text = fallback::dead_letter_text(msg, &place(msg), &reason);
                     self.notices(msg, lane, text)
                 } else {
@@ -225,6 +237,10 @@ impl Courier {
                 }
                 if !all.is_empty() {
                     app.outbox_ready.notify_one();
+                }
+                if in_lane.iter().all(|m| m.id == msg.id) {
+                    // Nothing else waits in the lane: its trouble is over.
+                    app.health.clear(lane);
                 }
                 Settled {
                     wait: None,
@@ -284,19 +300,19 @@ impl Courier {
             .collect()
     }
 
-    /// Queues a message's fallback copies once; returns whether any were queued.
+    /// Queues a message's fallback copies once, if it still waits; returns whether any were
+    /// queued.
     fn fall_back(&self, msg: &Outgoing, reason: &str) -> bool {
         let copies = self.fallback_copies(msg, reason);
         if copies.is_empty() {
             return false;
         }
-        let mut marked = msg.clone();
-        marked.fallback_done = true;
-        match self.app.store().queue(&copies, Some(&marked)) {
-            Ok(()) => {
+        match self.app.store().queue_fallback(msg, &copies) {
+            Ok(true) => {
                 tracing::info!(incident = %msg.incident, outbox_id = msg.id, copies = copies.len(), "nudge sent by the fallback route");
                 true
             }
+            Ok(false) => false,
             Err(e) => {
                 tracing::error!(error = %e, outbox_id = msg.id, "cannot queue fallback copies");
                 false
@@ -352,11 +368,13 @@ impl Courier {
         let mut lane_of: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut rescan = true;
         let mut pause: Option<Instant> = None;
+        let mut turn: usize = 0;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             if rescan {
+                let mut again = false;
                 match self.app.store().outbox() {
                     Ok(all) => {
                         queues.clear();
@@ -364,6 +382,15 @@ impl Courier {
                             queues.entry(m.lane()).or_default().push_back(m);
                         }
                         pause = None;
+                        // A nudge queued to a lane already known unreachable takes the
+                        // fallback route now, not at the lane's next failed retry.
+                        for (lane, q) in &queues {
+                            if let Some(t) = self.app.health.get(lane).filter(|t| t.unreachable) {
+                                for m in q.iter().filter(|m| !m.fallback_done) {
+                                    again |= self.fall_back(m, &t.reason);
+                                }
+                            }
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the outbox");
@@ -371,10 +398,18 @@ impl Courier {
                     }
                 }
                 rescan = false;
+                if again {
+                    // Fallback copies were just queued: read them in the next round.
+                    self.app.outbox_ready.notify_one();
+                }
             }
             let now = Instant::now();
             let mut wake = pause;
-            for (lane, q) in &queues {
+            // Start each round at another lane, so that lanes early in the order cannot keep
+            // every slot.
+            turn = turn.wrapping_add(1);
+            let skip = turn % queues.len().max(1);
+            for (lane, q) in queues.iter().cycle().skip(skip).take(queues.len()) {
                 if inflight.len() >= MAX_IN_FLIGHT {
                     break;
                 }

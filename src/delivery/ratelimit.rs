@@ -66,13 +66,32 @@ struct Inner {
     routes: HashMap<String, String>,
 }
 
+/// A route's major parameter: Discord's limits are per bucket *and* channel, guild or webhook,
+/// so two channels that share a bucket hash still have limits of their own.
+fn major(route: &str) -> &str {
+    let mut segs = route.split('/');
+    while let Some(seg) = segs.next() {
+        if matches!(seg, "channels" | "guilds" | "webhooks") {
+            return segs.next().unwrap_or("");
+        }
+    }
+    ""
+}
+
 impl Inner {
     fn bucket_of(&self, route: &str) -> String {
-        self.routes
-            .get(route)
-            .cloned()
-            .unwrap_or_else(|| route.to_string())
+        match self.routes.get(route) {
+            Some(hash) => format!("{hash}:{}", major(route)),
+            None => route.to_string(),
+        }
     }
+}
+
+/// The latest instant a wait may reach: a platform that asks for more is asked again later.
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
+
+fn after(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait.min(LONGEST_WAIT)).unwrap_or(now)
 }
 
 /// What a response said about limits.
@@ -185,12 +204,12 @@ impl Ticket<'_> {
         }
         if outcome.answered {
             match &outcome.limited {
-                Some(l) if l.global => inner.global.close(now + l.retry_after, true),
+                Some(l) if l.global => inner.global.close(after(now, l.retry_after), true),
                 Some(l) => inner
                     .buckets
                     .entry(bucket)
                     .or_default()
-                    .close(now + l.retry_after, true),
+                    .close(after(now, l.retry_after), true),
                 None => {
                     // Any answer but a 429 means the limit we probed is over.
                     if self.global_probe {
@@ -203,7 +222,7 @@ impl Ticket<'_> {
                     if outcome.remaining == Some(0)
                         && let Some(reset) = outcome.reset_after
                     {
-                        g.close(now + reset, false);
+                        g.close(after(now, reset), false);
                     }
                 }
             }
@@ -288,6 +307,48 @@ mod tests {
             rl.admit("POST /channels/1/messages", later).is_ok(),
             "a cancelled probe frees the gate"
         );
+    }
+
+    #[test]
+    fn a_shared_bucket_hash_still_limits_each_channel_on_its_own() {
+        let rl = RateLimits::default();
+        let t0 = Instant::now();
+        for ch in ["1", "2"] {
+            rl.admit(&format!("Post /channels/{ch}/messages"), t0)
+                .ok()
+                .unwrap()
+                .settle(
+                    &Outcome {
+                        bucket: Some("same-hash".into()),
+                        answered: true,
+                        ..Outcome::default()
+                    },
+                    t0,
+                );
+        }
+        let mut o = limited(5, false);
+        o.bucket = Some("same-hash".into());
+        rl.admit("Post /channels/1/messages", t0)
+            .ok()
+            .unwrap()
+            .settle(&o, t0);
+        assert!(rl.admit("Post /channels/1/messages", t0).is_err());
+        assert!(
+            rl.admit("Post /channels/2/messages", t0).is_ok(),
+            "channel 2 has its own limit"
+        );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped() {
+        let rl = RateLimits::default();
+        let t0 = Instant::now();
+        rl.admit("Post /channels/1/messages", t0)
+            .ok()
+            .unwrap()
+            .settle(&limited(u64::MAX / 4, true), t0);
+        let wait = rl.admit("Post /channels/1/messages", t0).err().unwrap();
+        assert!(wait <= LONGEST_WAIT, "{wait:?}");
     }
 
     #[test]

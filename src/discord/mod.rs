@@ -34,6 +34,8 @@ pub use port::DiscordPort;
 const ANSWER_BUDGET: Duration = Duration::from_millis(2000);
 /// How long an `/incident open` answer waits for its channel, within Discord's 3 s.
 const CHANNEL_WAIT: Duration = Duration::from_millis(800);
+/// The first answer goes out by then, leaving Discord's 3 s some margin for the round trip.
+const FIRST_ANSWER_BY: Duration = Duration::from_millis(2500);
 /// The same, once the answer was deferred (Discord then waits 15 minutes).
 const DEFERRED_CHANNEL_WAIT: Duration = Duration::from_secs(5);
 
@@ -239,6 +241,7 @@ impl Live {
     ) where
         F: FnOnce() -> Response + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let mut job = tokio::task::spawn_blocking(work);
         let response = match tokio::time::timeout(ANSWER_BUDGET, &mut job).await {
             Ok(r) => r,
@@ -262,17 +265,19 @@ impl Live {
                     .edit(ctx, EditInteractionResponse::new().content(text.clone()))
                     .await;
                 if let Err(e) = edited {
-                    tracing::error!(error = %e, "cannot send a deferred answer");
-                    if deferred.is_err() {
-                        self.tell_anyway(ctx, &target, &text, r.ok().and_then(|r| r.incident))
-                            .await;
-                    }
+                    tracing::error!(error = %e, deferred = deferred.is_ok(), "cannot send a deferred answer");
+                    self.tell_anyway(ctx, &target, &text, r.ok().and_then(|r| r.incident))
+                        .await;
                 }
                 return;
             }
         };
         let response = match response {
-            Ok(r) if opening => Ok(self.name_channel(r, CHANNEL_WAIT).await),
+            Ok(r) if opening => {
+                // Within Discord's 3 s for the first answer, whatever the work took.
+                let left = FIRST_ANSWER_BY.saturating_sub(started.elapsed());
+                Ok(self.name_channel(r, CHANNEL_WAIT.min(left)).await)
+            }
             r => r,
         };
         let (text, ephemeral, ok, incident) = match response {
@@ -333,7 +338,21 @@ impl Live {
                 .replace(&format!(", in {named}"), "");
             format!("{text}\n{why}")
         };
-        match tokio::time::timeout(wait, port.ensure_channel(id)).await {
+        // The creation runs on its own task: if the answer stops waiting, the request goes on
+        // holding the incident's creation lock, so the courier cannot make a second channel.
+        let creating = {
+            let port = port.clone();
+            tokio::spawn(async move { port.ensure_channel(id).await })
+        };
+        let made = match tokio::time::timeout(wait, creating).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(join)) => Ok(Err(crate::port::DeliveryError::Retry {
+                after: None,
+                reason: format!("the channel request failed: {join}"),
+            })),
+            Err(elapsed) => Err(elapsed),
+        };
+        match made {
             Ok(Ok(ch)) => r.text = r.text.replace(&named, &format!("<#{}>", ch.get())),
             Ok(Err(
                 crate::port::DeliveryError::Unreachable { reason }

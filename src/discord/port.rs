@@ -592,10 +592,21 @@ impl DiscordPort {
         let content = Self::json(m)
             .and_then(|b| serde_json::from_slice::<Json>(&b).ok())
             .and_then(|v| v["content"].as_str().map(str::to_string));
-        if self.get_id(&key).is_some()
-            && let Some(content) = &content
-            && self.already_posted(channel, content).await?
-        {
+        let earlier = self.get_id(&key).is_some();
+        let found = match &content {
+            Some(content) if earlier => match self.already_posted(channel, content).await {
+                Ok(found) => found,
+                // Without Read Message History the check cannot be made; the nonce still
+                // guards a retry within Discord's window. Better once more than never.
+                Err(f) if f.status == Some(403) => {
+                    tracing::warn!(outbox_id = id, channel = channel.get(), reason = %f.what, "cannot read the channel's history to check an earlier attempt; sending");
+                    false
+                }
+                Err(f) => return Err(f),
+            },
+            _ => false,
+        };
+        if found {
             tracing::info!(
                 outbox_id = id,
                 channel = channel.get(),
@@ -609,8 +620,11 @@ impl DiscordPort {
                 .map_err(Self::from_delivery)?;
         }
         let r = self.post(channel, m).await;
-        // A clean answer (success or refusal) means the outcome is known.
-        if r.as_ref().map_or_else(|f| f.status.is_some(), |_| true) {
+        // Only a success or a refusal (4xx) says for sure what happened: a 5xx may come after
+        // Discord made the message.
+        if r.as_ref()
+            .map_or_else(|f| f.status.is_some_and(|s| s < 500), |_| true)
+        {
             self.forget(&key);
         }
         r
@@ -734,7 +748,17 @@ impl DiscordPort {
                     let inc = self.incident(msg.incident)?;
                     self.card(&inc, fresh, format!("c{}", msg.id)).await?;
                 }
-                self.post_in(fresh, msg).await.map_err(Into::into)
+                match self.post_in(fresh, msg).await {
+                    // Gone again already: start over on the next attempt.
+                    Err(f) if f.is(UNKNOWN_CHANNEL) => {
+                        self.forget_channel(msg.incident, fresh);
+                        Err(DeliveryError::Retry {
+                            after: None,
+                            reason: "the recreated channel was deleted too".into(),
+                        })
+                    }
+                    r => r.map_err(Into::into),
+                }
             }
             r => r.map_err(Into::into),
         }

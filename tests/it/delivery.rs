@@ -150,7 +150,19 @@ async fn a_deleted_channel_is_recreated_and_no_nudge_goes_missing() {
         1,
         "one note that it replaces the deleted channel"
     );
-    let _ = card(&fake, fresh_id); // a fresh pinned card
+    let pinned = fake
+        .messages_in(fresh_id)
+        .iter()
+        .filter(|m| m["pinned"] == json!(true))
+        .count();
+    assert_eq!(pinned, 1, "one fresh pinned card");
+    let _ = card(&fake, fresh_id);
+    // What was due after the deletion continued in the new channel.
+    let in_fresh: Vec<String> = fake
+        .messages_in(fresh_id)
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect();
 
     let sends = sends(&running, IncidentId(1));
     assert!(sends.len() >= 5, "{sends:?}");
@@ -165,6 +177,11 @@ async fn a_deleted_channel_is_recreated_and_no_nudge_goes_missing() {
     for (nudge, repeat, for_sdm) in &sends {
         if !everywhere.iter().any(|c| carries(c, *nudge, *repeat)) {
             missing.push(format!("nudge #{nudge} send {repeat}"));
+        }
+        if !in_fresh.iter().any(|c| carries(c, *nudge, *repeat)) {
+            missing.push(format!(
+                "nudge #{nudge} send {repeat} in the recreated channel"
+            ));
         }
         if *for_sdm && !to_sam.iter().any(|c| carries(c, *nudge, *repeat)) {
             missing.push(format!("nudge #{nudge} send {repeat} in the SDM's DMs"));
@@ -338,6 +355,82 @@ async fn a_stalled_request_holds_up_no_other_incident() {
         with_text(&fake, stalled, "L1 → L2").len() == 1
     })
     .await;
+    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
+    assert_no_duplicates(&fake);
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_channels_429_waits_alone_though_every_channel_shares_the_bucket_hash() {
+    let Scene {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = scene().await;
+    for s in ["mail", "db"] {
+        let reply = fake
+            .reply(fake.command(ALICE, GENERAL, "incident", options(&format!("{s} down"), s)))
+            .await;
+        assert!(reply.contains("Opened"), "{reply}");
+    }
+    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
+    let a: u64 = fake.channel_named("inc-1-").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let b: u64 = fake.channel_named("inc-2-").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fake.limited_for(
+        "POST",
+        &format!("/channels/{a}/messages"),
+        5.0,
+        Duration::from_secs(6),
+    );
+    let t0 = Instant::now();
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::minutes(30))
+        .unwrap();
+    fake.wait("the other channel's nudge", || {
+        with_text(&fake, b, "L1 → L2").len() == 1
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "held up by another channel's limit: {took:?}"
+    );
+    assert!(
+        with_text(&fake, a, "L1 → L2").is_empty(),
+        "the limited channel waits its 5 s"
+    );
+    fake.wait("the limited channel's nudge after its wait", || {
+        with_text(&fake, a, "L1 → L2").len() == 1
+    })
+    .await;
+    let creates_a = fake
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == format!("/channels/{a}/messages")
+                && r.at >= t0
+                && r.status == 429
+        })
+        .count();
+    assert!(
+        creates_a <= 3,
+        "{creates_a} refused requests in a 6 s limit asking for 5 s"
+    );
     outbox_empty(&fake, &running, Duration::from_secs(20)).await;
     assert_no_duplicates(&fake);
     running.stop().await;

@@ -404,7 +404,28 @@ async fn rest(
         tokio::time::sleep(Duration::from_secs(3600)).await;
         return StatusCode::GATEWAY_TIMEOUT.into_response();
     }
-    let resp = handle(&s, &m, &path, json_body.clone(), stall == Stall::After);
+    let mut resp = handle(&s, &m, &path, json_body.clone(), stall == Stall::After);
+    if m == "POST" && matches_route("/channels/*/messages", &path) {
+        // As Discord does: one bucket hash for message creates in every channel; the limit
+        // itself is per channel.
+        let h = resp.headers_mut();
+        h.insert(
+            "x-ratelimit-bucket",
+            axum::http::HeaderValue::from_static("fake-message-create"),
+        );
+        h.insert(
+            "x-ratelimit-limit",
+            axum::http::HeaderValue::from_static("5"),
+        );
+        h.insert(
+            "x-ratelimit-remaining",
+            axum::http::HeaderValue::from_static("4"),
+        );
+        h.insert(
+            "x-ratelimit-reset-after",
+            axum::http::HeaderValue::from_static("1.0"),
+        );
+    }
     let status = resp.status().as_u16();
     s.state.lock().unwrap().requests.push(Recorded {
         method: m,
@@ -829,6 +850,22 @@ impl FakeDiscord {
             until: Some(Instant::now() + for_),
             code,
             message: message.into(),
+            global: false,
+            stall: Stall::No,
+        });
+    }
+
+    /// A 429 (not global) asking for `retry_after` seconds on one route, during `for_`.
+    pub fn limited_for(&self, method: &str, route: &str, retry_after: f64, for_: Duration) {
+        self.push_fault(Fault {
+            method: method.into(),
+            route: route.into(),
+            status: 429,
+            retry_after: Some(retry_after),
+            times: 0,
+            until: Some(Instant::now() + for_),
+            code: 0,
+            message: String::new(),
             global: false,
             stall: Stall::No,
         });

@@ -16,6 +16,7 @@ use crate::helpers::*;
 struct Flaky {
     failures: Mutex<Vec<DeliveryError>>,
     got: Mutex<Vec<u64>>,
+    texts: Mutex<Vec<String>>,
 }
 
 impl ChatPort for Flaky {
@@ -25,6 +26,10 @@ impl ChatPort for Flaky {
                 return Err(e);
             }
             self.got.lock().unwrap().push(msg.id);
+            self.texts
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", msg.lane(), msg.text));
             Ok(())
         })
     }
@@ -64,6 +69,7 @@ async fn outbox_keeps_messages_through_500_and_429_and_delivers_each_once_in_ord
             },
         ]),
         got: Mutex::new(Vec::new()),
+        texts: Mutex::new(Vec::new()),
     });
     let mut courier = Courier::new(app.clone(), port.clone());
     assert_eq!(
@@ -100,6 +106,7 @@ async fn a_permanent_refusal_is_kept_as_a_dead_letter() {
             reason: "50013 Missing Permissions".into(),
         }]),
         got: Mutex::new(Vec::new()),
+        texts: Mutex::new(Vec::new()),
     });
     assert_eq!(
         Courier::new(app.clone(), port.clone()).drain().await,
@@ -108,9 +115,21 @@ async fn a_permanent_refusal_is_kept_as_a_dead_letter() {
     assert_eq!(app.store().dead_letters(), 1);
     // The notices about it went out (the console's ops channel here), with the reason.
     let dead = app.store().dead_letter_list().unwrap();
-    let notices = port.got.lock().unwrap().clone();
-    assert!(notices.len() >= 2, "the rest and a notice: {notices:?}");
-    assert!(!notices.contains(&dead[0].message.id));
+    let got = port.got.lock().unwrap().clone();
+    assert!(!got.contains(&dead[0].message.id));
+    let texts = port.texts.lock().unwrap().clone();
+    let notice: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.starts_with("ops ") && t.contains("could not be delivered"))
+        .collect();
+    assert_eq!(notice.len(), 1, "one notice in the ops channel: {texts:#?}");
+    let n = notice[0];
+    assert!(
+        n.contains("INC-1")
+            && n.contains("50013 Missing Permissions")
+            && n.contains(&format!("warroom outbox retry {}", dead[0].message.id)),
+        "the notice names the incident, the reason and how to retry: {n}"
+    );
     drop(port);
     drop(app);
 
