@@ -344,30 +344,48 @@ enum Stop {
     Signal(&'static str),
 }
 
-/// Waits for SIGTERM or SIGINT (and logs, then ignores, SIGHUP: the configuration is read
-/// only at start). On a platform without Unix signals, only Ctrl-C.
-pub async fn termination() -> &'static str {
+/// SIGTERM and SIGINT, caught from the moment this is made (and SIGHUP, logged and ignored:
+/// the configuration is read only at start). On a platform without Unix signals, Ctrl-C.
+pub struct Termination {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
-                _ = hup.recv() => tracing::warn!("SIGHUP: warroom does not re-read its configuration while running; restart it to apply a change"),
+    signals: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl Termination {
+    pub fn catch() -> Termination {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(i), Ok(h)) => Some((t, i, h)),
+                _ => None,
+            };
+            Termination { signals }
+        }
+        #[cfg(not(unix))]
+        Termination {}
+    }
+
+    /// Waits for SIGTERM or SIGINT and names it.
+    pub async fn wait(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int, hup)) = &mut self.signals {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => return "SIGTERM",
+                    _ = int.recv() => return "SIGINT",
+                    _ = hup.recv() => tracing::warn!("SIGHUP: warroom does not re-read its configuration while running; restart it to apply a change"),
+                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }
@@ -379,6 +397,7 @@ pub async fn run(
     input: impl AsyncBufRead + Unpin,
     output: Box<dyn Write + Send>,
 ) -> anyhow::Result<()> {
+    let mut termination = Termination::catch();
     let store = Store::open(&opts.data)?;
     let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
         ClockChoice::System => (Arc::new(SystemClock), None),
@@ -454,14 +473,12 @@ pub async fn run(
     let mut input = input;
     let mut number = 0usize;
     let mut raw = Vec::new();
-    let stop_signal = termination();
-    tokio::pin!(stop_signal);
     let stopped = loop {
         raw.clear();
         // Bytes, not lines of text: one invalid UTF-8 byte must not end the session.
         let read = tokio::select! {
             r = input.read_until(b'\n', &mut raw) => r?,
-            sig = &mut stop_signal => break Stop::Signal(sig),
+            sig = termination.wait() => break Stop::Signal(sig),
         };
         if read == 0 {
             break Stop::Done;

@@ -91,6 +91,15 @@ enum Cmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Checks a data folder without changing it (a copy is opened), reports what is readable,
+    /// and with --export writes what survives into a new folder.
+    Doctor {
+        #[command(flatten)]
+        data: DataArg,
+        /// A new folder to write everything readable into.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
     /// Prints the post-incident report of an incident, or (without one) the index of all
     /// incidents with drills set apart.
     Report {
@@ -232,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\nThe configuration is valid.");
             Ok(())
         }
+        Cmd::Doctor { data, export } => doctor(&data.data, export.as_deref()),
         Cmd::Outbox { action, data } => {
             let store = Store::open(&data.data)?;
             match action {
@@ -301,6 +311,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `warroom doctor`: what a folder holds, read from a copy; optionally exported.
+fn doctor(dir: &std::path::Path, export: Option<&std::path::Path>) -> anyhow::Result<()> {
+    println!(
+        "Checking {} (a copy is opened; the folder itself is not changed)",
+        dir.display()
+    );
+    let s = warroom::store::salvage(dir);
+    match &s.record {
+        Ok(Some(r)) => println!(
+            "commit record: {} incident(s), {} event(s); last closed {}",
+            r.incidents,
+            r.events,
+            if r.clean.is_some() {
+                "cleanly"
+            } else {
+                "without a clean close (crash or running)"
+            }
+        ),
+        Ok(None) => println!("commit record: none (a folder from before warroom kept one)"),
+        Err(e) => println!("commit record: unreadable: {e}"),
+    }
+    if let Some(why) = &s.unopenable {
+        println!("database: cannot be opened at all: {why}");
+    }
+    println!(
+        "readable: {} incident(s), {} timeline event(s), {} pending timer(s), {} waiting message(s), {} dead letter(s), {} drill schedule(s)",
+        s.incidents.len(),
+        s.events.len(),
+        s.timers,
+        s.outbox.len(),
+        s.dead.len(),
+        s.drills.len()
+    );
+    for (tree, n) in &s.unreadable {
+        println!("unreadable: {n} record(s) in {tree}");
+    }
+    match &s.verdict {
+        None if s.unopenable.is_none() && s.record.is_ok() => {
+            println!("verdict: the folder is whole; warroom opens it.")
+        }
+        None => println!("verdict: damaged; warroom refuses it."),
+        Some(why) => println!("verdict: damaged ({why}); warroom refuses it."),
+    }
+    let Some(out) = export else {
+        if s.verdict.is_some() || s.unopenable.is_some() {
+            println!(
+                "To keep what survives: warroom doctor --data {} --export NEW-FOLDER",
+                dir.display()
+            );
+        }
+        return Ok(());
+    };
+    if out.join("db").exists() || out.join("warroom.lock").exists() {
+        anyhow::bail!(
+            "{} is already a data folder; export into a new one",
+            out.display()
+        );
+    }
+    let store = Store::open(out)?;
+    store.import(&s)?;
+    println!(
+        "exported {} incident(s), {} event(s), {} waiting message(s) and {} dead letter(s) into {}",
+        s.incidents.len(),
+        s.events.len(),
+        s.outbox.len(),
+        s.dead.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {

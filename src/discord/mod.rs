@@ -177,11 +177,33 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
     })
 }
 
-/// Runs the bot until Ctrl-C.
+/// How long a stopping bot keeps delivering what waits in the outbox.
+const FLUSH_ON_STOP: Duration = Duration::from_secs(5);
+
+/// Runs the bot until SIGTERM or SIGINT (systemd's stop, Ctrl-C): then it stops taking
+/// commands, lets the outbox drain for a few seconds, and exits cleanly. What is still queued
+/// stays in the data folder for the next start. SIGHUP is logged and ignored.
 pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
+    let mut termination = crate::console::Termination::catch();
     let running = start(opts).await?;
-    tracing::info!("warroom is on Discord; Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
+    tracing::info!("warroom is on Discord; SIGTERM or Ctrl-C stops it");
+    let signal = termination.wait().await;
+    tracing::info!(signal, "stopping: no more commands; delivering what waits");
+    running.shards.shutdown_all().await;
+    let flushed = async {
+        while !running
+            .app
+            .store()
+            .outbox()
+            .map(|o| o.is_empty())
+            .unwrap_or(true)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(FLUSH_ON_STOP, flushed).await.is_err() {
+        tracing::warn!("some messages are still queued; they go out at the next start");
+    }
     running.stop().await;
     Ok(())
 }

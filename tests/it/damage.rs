@@ -238,3 +238,83 @@ fn a_clean_close_is_reopened_without_a_copy_and_a_crash_is_checked() {
     // The binary in use reopens it and finds everything.
     assert!(all_reports(dir.path()).is_some());
 }
+
+#[test]
+fn doctor_reports_without_touching_and_exports_what_survives() {
+    let base = tempfile::tempdir().unwrap();
+    let good = base.path().join("good");
+    make_folder(&good);
+    let expected = all_reports(&good).unwrap();
+
+    // A whole folder: the verdict says so, and an export reports the same.
+    let before = snapshot(&good);
+    let out = base.path().join("export");
+    let r = run_plain(
+        &[
+            "doctor",
+            "--data",
+            good.to_str().unwrap(),
+            "--export",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(r.success, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("verdict: the folder is whole"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("readable: 2 incident(s)"), "{}", r.stdout);
+    assert!(snapshot(&good) == before, "doctor changed the folder");
+    assert_eq!(all_reports(&out).as_deref(), Some(expected.as_str()));
+
+    // A damaged one: refused by warroom, diagnosed by doctor, untouched by both.
+    let bad = base.path().join("bad");
+    copy(&good, &bad);
+    apply(&bad.join("db/db"), &Damage::Flip { at: 64, len: 64 });
+    let before = snapshot(&bad);
+    assert!(all_reports(&bad).is_none(), "the damage is refused");
+    let r = run_plain(&["doctor", "--data", bad.to_str().unwrap()], "");
+    assert!(r.stdout.contains("verdict: damaged"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--export"),
+        "it says how to keep what survives: {}",
+        r.stdout
+    );
+    assert!(
+        snapshot(&bad) == before,
+        "doctor changed the damaged folder"
+    );
+    let saved = base.path().join("saved");
+    let r = run_plain(
+        &[
+            "doctor",
+            "--data",
+            bad.to_str().unwrap(),
+            "--export",
+            saved.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(r.success, "{}{}", r.stdout, r.stderr);
+    // What survived opens as a working folder.
+    let index = report(&saved);
+    assert!(index.success, "{}", index.stderr);
+    // Exporting over a data folder is refused.
+    let r = run_plain(
+        &[
+            "doctor",
+            "--data",
+            good.to_str().unwrap(),
+            "--export",
+            good.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        !r.success && r.stderr.contains("export into a new one"),
+        "{}",
+        r.stderr
+    );
+}

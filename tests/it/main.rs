@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod console_story;
+mod crash;
 mod damage;
 mod delivery;
 mod discord;
