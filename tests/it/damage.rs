@@ -318,3 +318,49 @@ fn doctor_reports_without_touching_and_exports_what_survives() {
         r.stderr
     );
 }
+
+#[test]
+fn a_deleted_lock_file_under_a_running_console_is_still_a_lock_not_a_permission_problem() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    make_folder(dir.path());
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args([
+            "console",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--clock",
+            &format!("virtual:{START}"),
+            "--format",
+            "jsonl",
+        ])
+        .env_remove("WARROOM_DATA")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = holder.stdin.as_mut().unwrap();
+    writeln!(stdin, "/clock").unwrap();
+    stdin.flush().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.contains("It is") || first.contains("virtual clock"),
+        "{first}"
+    );
+    std::fs::remove_file(dir.path().join("warroom.lock")).unwrap();
+    let second = console(dir.path(), START, "/clock\n");
+    assert!(!second.success);
+    assert!(
+        second.stderr.contains("in use by another warroom process")
+            && second.stderr.contains("warroom.lock was deleted"),
+        "{}",
+        second.stderr
+    );
+    assert!(!second.stderr.contains("may write to"), "{}", second.stderr);
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

@@ -649,3 +649,85 @@ async fn an_unknown_outcome_is_not_posted_twice_after_the_nonce_window_and_a_res
     running.stop().await;
     fake.assert_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_direct_message_is_a_dead_letter_with_a_notice_not_a_stuck_lane() {
+    let Scene {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = scene().await;
+    open_incident(&fake).await;
+    // By L3 the SDM has been alerted, by DM too.
+    running
+        .app
+        .advance_to(
+            &clock,
+            at(START) + TimeDelta::hours(1) + TimeDelta::minutes(31),
+        )
+        .unwrap();
+    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
+    let sam = dm_of(&fake, SAM_ID).expect("the SDM's DMs");
+    let before = fake.messages_in(sam).len();
+    fake.fault_for(
+        "POST",
+        &format!("/channels/{sam}/messages"),
+        403,
+        50007,
+        "Cannot send messages to this user",
+        Duration::from_secs(5),
+    );
+    running
+        .app
+        .advance_to(
+            &clock,
+            at(START) + TimeDelta::hours(2) + TimeDelta::minutes(1),
+        )
+        .unwrap();
+    fake.wait("the notice in the ops channel", || {
+        !with_text(
+            &fake,
+            OPS,
+            "could not be delivered to sam's direct messages",
+        )
+        .is_empty()
+    })
+    .await;
+    let notice = &with_text(
+        &fake,
+        OPS,
+        "could not be delivered to sam's direct messages",
+    )[0];
+    let text = notice["content"].as_str().unwrap();
+    assert!(
+        text.contains("INC-1") && text.contains("50007") && text.contains("warroom outbox retry"),
+        "{text}"
+    );
+    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
+    let dead = running.app.store().dead_letter_list().unwrap();
+    assert!(
+        !dead.is_empty() && dead.iter().all(|d| d.reason.contains("50007")),
+        "{dead:?}"
+    );
+    // Not retried blindly: one refused request per dead letter.
+    let refused = fake
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.path == format!("/channels/{sam}/messages") && r.status == 403)
+        .count();
+    assert_eq!(refused, dead.len());
+    // Once sam takes DMs again, the lane is not stuck.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::hours(3))
+        .unwrap();
+    fake.wait("a later DM to sam", || fake.messages_in(sam).len() > before)
+        .await;
+    running.stop().await;
+    fake.assert_valid();
+}
