@@ -114,6 +114,23 @@ fn assert_no_duplicates(fake: &FakeDiscord) {
     assert!(twice.is_empty(), "shown more than once: {twice:#?}");
 }
 
+/// The id of the channel whose name starts with `prefix`.
+fn channel_id(fake: &FakeDiscord, prefix: &str) -> u64 {
+    fake.channel_named(prefix).expect("the channel")["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The end of every scenario: nothing left to deliver, nothing shown twice, every body valid.
+async fn finish(fake: &FakeDiscord, running: Running) {
+    outbox_empty(fake, &running, Duration::from_secs(30)).await;
+    assert_no_duplicates(fake);
+    running.stop().await;
+    fake.assert_valid();
+}
+
 async fn outbox_empty(fake: &FakeDiscord, running: &Running, limit: Duration) {
     fake.wait_up_to("the outbox to drain", limit, || {
         running.app.store().outbox().unwrap().is_empty()
@@ -188,9 +205,7 @@ async fn a_deleted_channel_is_recreated_and_no_nudge_goes_missing() {
         }
     }
     assert!(missing.is_empty(), "missing: {missing:?}");
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,11 +283,7 @@ async fn a_refused_channel_create_is_told_retried_and_routed_around() {
         || fake.channel_named("inc-1-").is_some(),
     )
     .await;
-    let ch: u64 = fake.channel_named("inc-1-").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ch: u64 = channel_id(&fake, "inc-1-");
     fake.wait("the opening post and the nudge in the channel", || {
         with_text(&fake, ch, "opened by alice").len() == 1
             && with_text(&fake, ch, "L1 → L2").len() == 1
@@ -288,9 +299,7 @@ async fn a_refused_channel_create_is_told_retried_and_routed_around() {
             .unwrap(),
     );
     assert!(!status.contains("Delivery:"), "{status}");
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,10 +364,7 @@ async fn a_stalled_request_holds_up_no_other_incident() {
         with_text(&fake, stalled, "L1 → L2").len() == 1
     })
     .await;
-    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,16 +382,8 @@ async fn one_channels_429_waits_alone_though_every_channel_shares_the_bucket_has
         assert!(reply.contains("Opened"), "{reply}");
     }
     outbox_empty(&fake, &running, Duration::from_secs(20)).await;
-    let a: u64 = fake.channel_named("inc-1-").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let b: u64 = fake.channel_named("inc-2-").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let a: u64 = channel_id(&fake, "inc-1-");
+    let b: u64 = channel_id(&fake, "inc-2-");
     fake.limited_for(
         "POST",
         &format!("/channels/{a}/messages"),
@@ -431,10 +429,7 @@ async fn one_channels_429_waits_alone_though_every_channel_shares_the_bucket_has
         creates_a <= 3,
         "{creates_a} refused requests in a 6 s limit asking for 5 s"
     );
-    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,9 +467,7 @@ async fn a_global_429_is_waited_out_not_hammered_and_loses_nothing() {
             "nudge #{nudge} send {repeat} lost"
         );
     }
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,9 +536,7 @@ async fn after_an_outage_the_backlog_drains_within_30_s_of_recovery() {
             "nudge #{nudge} send {repeat} lost"
         );
     }
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,10 +584,7 @@ async fn a_lost_first_answer_is_still_told_and_the_retry_opens_nothing_new() {
         .reply(fake.command(ALICE, GENERAL, "incident", forced))
         .await;
     assert!(reply.contains("Opened INC-2"), "{reply}");
-    outbox_empty(&fake, &running, Duration::from_secs(10)).await;
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,9 +633,7 @@ async fn an_unknown_outcome_is_not_posted_twice_after_the_nonce_window_and_a_res
         !with_text(&fake, ch, "has been silent").is_empty(),
         "what waited behind it went out"
     );
-    assert_no_duplicates(&fake);
-    running.stop().await;
-    fake.assert_valid();
+    finish(&fake, running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

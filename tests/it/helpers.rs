@@ -111,21 +111,7 @@ fn spawn_binary(args: &[&str], input: &str) -> std::process::Output {
 }
 
 pub fn run_binary(args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warroom"))
-        .args(args)
-        .env_remove("WARROOM_DATA")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warroom");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("warroom runs");
+    let out = spawn_binary(args, input);
     let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
     let lines: Vec<Line> = stdout
         .lines()
