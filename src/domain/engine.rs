@@ -751,6 +751,56 @@ impl<'a> Work<'a> {
         }
     }
 
+    /// Refuses to make `user` hold `position` (lead a plan, be the SDM, commander or a tier
+    /// lead, take over a plan or the incident) when they are facilities or vendor staff: every
+    /// position runs privileged commands, and those are for staff. `instead` says what to do.
+    pub(super) fn staff_only(
+        &self,
+        user: &UserName,
+        option: &str,
+        position: &str,
+        instead: &str,
+    ) -> Result<(), Refusal> {
+        if standing_of(self.ctx.policy, &self.inc, user) != Standing::External {
+            return Ok(());
+        }
+        let mut roles = self.ctx.policy.roster.roles_of(user);
+        roles.extend(self.inc.participants.get(user).cloned());
+        refuse(
+            RefusalKind::NotAllowed,
+            format!(
+                "option '{option}': {user} is {}, and facilities and vendor staff cannot {position}: that runs privileged commands, which are for staff. {instead}",
+                external_label(&roles)
+            ),
+        )
+    }
+
+    /// The positions `user` holds in this incident, for people: `the commander`, `Plan B's lead`.
+    pub(super) fn positions_of(&self, user: &UserName) -> Vec<String> {
+        let inc = &self.inc;
+        let mut out = Vec::new();
+        if inc.commander() == user {
+            out.push("the commander".to_string());
+        }
+        for (role, u) in &inc.assignments {
+            if u == user && *role != IncidentRole::Commander {
+                out.push(format!("the {role}"));
+            }
+        }
+        for t in inc.active_tracks() {
+            if t.lead.as_ref() == Some(user) {
+                out.push(format!("Plan {}'s lead", t.plan));
+            }
+            if t.handover.as_ref().is_some_and(|h| h.to == *user) {
+                out.push(format!("taking over Plan {}", t.plan));
+            }
+        }
+        if inc.handover.as_ref().is_some_and(|h| h.to == *user) {
+            out.push(format!("taking over {}", inc.id));
+        }
+        out
+    }
+
     pub(super) fn active_track(&self, plan: Plan) -> Result<&Track, Refusal> {
         match self.inc.tracks.get(&plan) {
             Some(t) if t.state == TrackState::Active => Ok(t),
