@@ -11,7 +11,7 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::model::*;
-use super::policy::{Policy, Principal, SeverityPolicy};
+use super::policy::{Policy, Principal, SeverityPolicy, Standing, external_label};
 
 /// Lateness below this is scheduling jitter, not worth telling anyone about.
 const LATE_NOTICE: TimeDelta = TimeDelta::seconds(5);
@@ -206,18 +206,36 @@ pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
     name.trim_end_matches('-').to_string()
 }
 
-/// The role keys an actor holds within an incident: their own plus incident assignments.
+/// Where the actor stands within an incident (or outside any): staff, facilities or vendor
+/// staff, or nobody the war room knows. See `Standing`.
+pub fn standing(actor: &Actor, inc: Option<&Incident>) -> Standing {
+    Standing::of(
+        &actor.roles,
+        inc.and_then(|i| i.participants.get(&actor.user)),
+    )
+}
+
+/// Where a roster person stands in an incident, judged as when they act (for a grant to them).
+pub fn standing_of(policy: &Policy, inc: &Incident, user: &UserName) -> Standing {
+    Standing::of(&policy.roster.roles_of(user), inc.participants.get(user))
+}
+
+/// The role keys an actor holds within an incident: their own, the kind they were added with,
+/// and what incident assignments grant. Assignments grant nothing to facilities or vendor staff,
+/// even where an older warroom stored one for them.
 pub fn effective_roles(actor: &Actor, inc: Option<&Incident>) -> BTreeSet<RoleKey> {
     let mut roles = actor.roles.clone();
     if let Some(inc) = inc {
         if let Some(role) = inc.participants.get(&actor.user) {
             roles.insert(role.clone());
         }
-        for (role, user) in &inc.assignments {
-            if *user == actor.user
-                && let Some(key) = role.grants()
-            {
-                roles.insert(key);
+        if standing(actor, Some(inc)) != Standing::External {
+            for (role, user) in &inc.assignments {
+                if *user == actor.user
+                    && let Some(key) = role.grants()
+                {
+                    roles.insert(key);
+                }
             }
         }
     }
@@ -231,7 +249,9 @@ pub(super) fn targets_actor(targets: &[Target], actor: &Actor, roles: &BTreeSet<
     })
 }
 
-/// Checks a command path against its "who may" list.
+/// Checks a command path against its "who may" list (`Permissions`, from `commands/` and
+/// `[permissions]`): the one place a command's actor is authorised. Facilities and vendor staff
+/// are admitted only by `participant` and `anyone` (`Principal::admits_external`).
 pub fn authorize(
     ctx: &Ctx,
     actor: &Actor,
@@ -242,20 +262,26 @@ pub fn authorize(
 ) -> Result<(), Refusal> {
     let who = ctx.policy.permissions.for_command(path);
     let roles = effective_roles(actor, inc);
-    let admitted = who.iter().any(|p| match p {
-        Principal::Anyone => true,
-        Principal::Participant => !roles.is_empty(),
-        Principal::AnyTier => roles.iter().any(RoleKey::is_tier),
-        Principal::CurrentTier => inc.is_some_and(|i| roles.contains(&i.tier.role())),
-        Principal::Lead => inc.is_some_and(|i| match plan {
-            Some(p) => i
-                .tracks
-                .get(&p)
-                .is_some_and(|t| t.lead.as_ref() == Some(&actor.user)),
-            None => *i.commander() == actor.user,
-        }),
-        Principal::Nudged => nudge.is_some_and(|n| targets_actor(&n.targets, actor, &roles)),
-        Principal::Role(r) => roles.contains(r),
+    let standing = standing(actor, inc);
+    let admitted = who.iter().any(|p| {
+        (standing != Standing::External || p.admits_external())
+            && match p {
+                Principal::Anyone => true,
+                Principal::Participant => !roles.is_empty(),
+                Principal::AnyTier => roles.iter().any(RoleKey::is_tier),
+                Principal::CurrentTier => inc.is_some_and(|i| roles.contains(&i.tier.role())),
+                Principal::Lead => inc.is_some_and(|i| match plan {
+                    Some(p) => i
+                        .tracks
+                        .get(&p)
+                        .is_some_and(|t| t.lead.as_ref() == Some(&actor.user)),
+                    None => *i.commander() == actor.user,
+                }),
+                Principal::Nudged => {
+                    nudge.is_some_and(|n| targets_actor(&n.targets, actor, &roles))
+                }
+                Principal::Role(r) => roles.contains(r),
+            }
     });
     if admitted {
         return Ok(());
@@ -264,26 +290,42 @@ pub fn authorize(
         .iter()
         .map(|p| match (p, inc) {
             (Principal::CurrentTier, Some(i)) => format!("the current tier ({})", i.tier.role()),
+            (Principal::Lead, Some(i)) => match plan {
+                Some(p) => match i.tracks.get(&p).and_then(|t| t.lead.as_ref()) {
+                    Some(lead) => format!("Plan {p}'s lead ({lead})"),
+                    None => format!("Plan {p}'s lead"),
+                },
+                None => format!("the commander ({})", i.commander()),
+            },
+            (Principal::Lead, None) => match plan {
+                Some(p) => format!("Plan {p}'s lead"),
+                None => "the commander".into(),
+            },
             _ => p.to_string(),
         })
         .collect::<Vec<_>>()
         .join(" or ");
-    let held = if roles.is_empty() {
-        format!("{} is not on the roster and holds no role", actor.user)
-    } else {
-        let list = roles
-            .iter()
-            .map(RoleKey::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        if roles.iter().all(RoleKey::is_external) {
-            format!(
-                "{} holds {list}: facilities and vendor staff may post /update and /vendor updates and read the status, but not run privileged commands",
-                actor.user
-            )
-        } else {
-            format!("{} holds {list}", actor.user)
-        }
+    let list = roles
+        .iter()
+        .map(RoleKey::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let held = match standing {
+        Standing::Outsider if inc.is_some() => format!(
+            "{} holds no role in this war room (the SDM or the commander can add them with /participant add)",
+            actor.user
+        ),
+        Standing::Outsider => format!("{} holds no role on the roster", actor.user),
+        Standing::External => format!(
+            "{} is {}: facilities and vendor staff post /update and /vendor news, tick checklists and read /incident status, /timeline and /report, and everything else is for staff, even where an incident names them lead, commander or SDM. Answer a silence nudge with /update, and ask {} or the SDM for the rest",
+            actor.user,
+            external_label(&roles),
+            inc.map_or("the commander".to_string(), |i| format!(
+                "the commander ({})",
+                i.commander()
+            ))
+        ),
+        Standing::Staff => format!("{} holds {list}", actor.user),
     };
     refuse(
         RefusalKind::NotAllowed,
@@ -707,6 +749,56 @@ impl<'a> Work<'a> {
                 ),
             )
         }
+    }
+
+    /// Refuses to make `user` hold `position` (lead a plan, be the SDM, commander or a tier
+    /// lead, take over a plan or the incident) when they are facilities or vendor staff: every
+    /// position runs privileged commands, and those are for staff. `instead` says what to do.
+    pub(super) fn staff_only(
+        &self,
+        user: &UserName,
+        option: &str,
+        position: &str,
+        instead: &str,
+    ) -> Result<(), Refusal> {
+        if standing_of(self.ctx.policy, &self.inc, user) != Standing::External {
+            return Ok(());
+        }
+        let mut roles = self.ctx.policy.roster.roles_of(user);
+        roles.extend(self.inc.participants.get(user).cloned());
+        refuse(
+            RefusalKind::NotAllowed,
+            format!(
+                "option '{option}': {user} is {}, and facilities and vendor staff cannot {position}: that runs privileged commands, which are for staff. {instead}",
+                external_label(&roles)
+            ),
+        )
+    }
+
+    /// The positions `user` holds in this incident, for people: `the commander`, `Plan B's lead`.
+    pub(super) fn positions_of(&self, user: &UserName) -> Vec<String> {
+        let inc = &self.inc;
+        let mut out = Vec::new();
+        if inc.commander() == user {
+            out.push("the commander".to_string());
+        }
+        for (role, u) in &inc.assignments {
+            if u == user && *role != IncidentRole::Commander {
+                out.push(format!("the {role}"));
+            }
+        }
+        for t in inc.active_tracks() {
+            if t.lead.as_ref() == Some(user) {
+                out.push(format!("Plan {}'s lead", t.plan));
+            }
+            if t.handover.as_ref().is_some_and(|h| h.to == *user) {
+                out.push(format!("taking over Plan {}", t.plan));
+            }
+        }
+        if inc.handover.as_ref().is_some_and(|h| h.to == *user) {
+            out.push(format!("taking over {}", inc.id));
+        }
+        out
     }
 
     pub(super) fn active_track(&self, plan: Plan) -> Result<&Track, Refusal> {

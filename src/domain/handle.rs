@@ -9,6 +9,7 @@ use super::engine::{
     clock, effective_roles, human, refuse, targets_actor,
 };
 use super::model::*;
+use super::policy::{Standing, external_label};
 
 /// Runs a command against an open incident.
 pub fn handle(
@@ -201,6 +202,14 @@ pub fn handle(
             }
             if let Some(l) = lead {
                 w.user_on_roster(l, "lead")?;
+                w.staff_only(
+                    l,
+                    "lead",
+                    "lead a plan",
+                    &format!(
+                        "Open Plan {plan} with a staff lead, then add {l} to its team (/plan assign plan:{plan} member:{l}); {l} can post /update plan:{plan} text:… either way."
+                    ),
+                )?;
             }
             if let Some(t) = team
                 && !ctx.policy.knows_role(t)
@@ -350,6 +359,14 @@ pub fn handle(
             let mut mentions = Vec::new();
             if let Some(l) = lead {
                 w.user_on_roster(l, "lead")?;
+                w.staff_only(
+                    l,
+                    "lead",
+                    "lead a plan",
+                    &format!(
+                        "Keep a staff member as Plan {plan}'s lead and add {l} to its team instead (/plan assign plan:{plan} member:{l}); {l} can post /update plan:{plan} text:…"
+                    ),
+                )?;
                 said.push(format!("lead {l}"));
                 mentions.push(Target::User(l.clone()));
             }
@@ -592,6 +609,14 @@ pub fn handle(
         }
         Command::RoleAssign { role, user } => {
             w.user_on_roster(user, "user")?;
+            w.staff_only(
+                user,
+                "user",
+                &format!("be the {role}"),
+                &format!(
+                    "Choose a staff member; {user} stays in the war room and posts /update and /vendor news."
+                ),
+            )?;
             w.inc.assignments.insert(*role, user.clone());
             w.event(EventKind::RoleAssigned, format!("{user} is {role}"));
             w.post(
@@ -608,6 +633,7 @@ pub fn handle(
                     format!("{user} is already in the {id} war room"),
                 );
             }
+            participant_kind_fits(&w, user, kind)?;
             let what = match kind.as_str() {
                 "fm" => "on-site facilities (fm)",
                 "vendor" => "vendor staff",
@@ -627,6 +653,15 @@ pub fn handle(
         }
         Command::Handover { to, summary, plan } => {
             w.user_on_roster(to, "to")?;
+            let scope = plan.map_or(format!("{id}"), |p| format!("Plan {p}"));
+            w.staff_only(
+                to,
+                "to",
+                &format!("take over {scope}"),
+                &format!(
+                    "Hand it to a staff member (the SDM can name one); {to} keeps posting updates with /update."
+                ),
+            )?;
             let from = match plan {
                 Some(p) => w.active_track(*p)?.lead.clone(),
                 None => Some(w.inc.commander().clone()),
@@ -637,7 +672,6 @@ pub fn handle(
                     format!("option 'to': {to} already leads it"),
                 );
             }
-            let scope = plan.map_or(format!("{id}"), |p| format!("Plan {p}"));
             // A newer handover replaces one still waiting.
             let plan_v = *plan;
             w.answer(
@@ -807,6 +841,52 @@ fn sdm_engaged(
         .collect::<Vec<_>>()
         .join(", ");
     format!("{reply} It also answers your SDM alert (nudge {ids}).")
+}
+
+/// `/participant add` classifies only people the roster gives no role: it cannot make roster
+/// staff into facilities or vendor staff, nor facilities or vendor staff into staff (who could
+/// then be given a lead). Nor can it make someone who holds a position here facilities or
+/// vendor staff.
+fn participant_kind_fits(w: &Work, user: &UserName, kind: &RoleKey) -> Result<(), Refusal> {
+    let roster = w.ctx.policy.roster.roles_of(user);
+    let wanted = Standing::of(&Default::default(), Some(kind));
+    let held = roster
+        .iter()
+        .map(RoleKey::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (Standing::of(&roster, None), wanted) {
+        (Standing::Staff, Standing::External) => {
+            return refuse(
+                RefusalKind::NotAllowed,
+                format!(
+                    "option 'kind': {user} holds {held} on the roster, so {user} is staff in every incident; the roster, not /participant add, says who is facilities or vendor staff. Add them as kind:staff, or change the roster."
+                ),
+            );
+        }
+        (Standing::External, Standing::Staff) => {
+            return refuse(
+                RefusalKind::NotAllowed,
+                format!(
+                    "option 'kind': {user} is {} on the roster, and /participant add cannot make facilities or vendor staff into staff: they never lead a plan, command or act as SDM. Add them as kind:fm or kind:vendor (they can post /update either way), or change the roster.",
+                    external_label(&roster)
+                ),
+            );
+        }
+        _ => {}
+    }
+    let positions = w.positions_of(user);
+    if wanted == Standing::External && !positions.is_empty() {
+        return refuse(
+            RefusalKind::NotAllowed,
+            format!(
+                "option 'kind': {user} is {} of {}, and facilities and vendor staff hold no such position. Hand it to a staff member first (/handover, /role assign, /plan assign).",
+                positions.join(", "),
+                w.inc.id
+            ),
+        );
+    }
+    Ok(())
 }
 
 fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase, Refusal> {

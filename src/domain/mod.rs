@@ -14,5 +14,5 @@ pub use command::{Command, Deadline};
 pub use engine::{Actor, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind};
 pub use model::*;
 pub use policy::{
-    Permissions, PlanTemplate, Policy, Principal, Roster, ServicePolicy, SeverityPolicy,
+    Permissions, PlanTemplate, Policy, Principal, Roster, ServicePolicy, SeverityPolicy, Standing,
 };

@@ -89,14 +89,65 @@ impl SeverityPolicy {
     }
 }
 
-/// Someone a command's "who may" list admits.
+/// Where a person stands, for authorisation: the one distinction warroom draws between people.
+///
+/// | standing | who | may run |
+/// |---|---|---|
+/// | `Staff` | holds a role key other than `fm` and `vendor` (`l1`, `sdm`, `rebuild`…), or, off the roster, was added with `/participant add kind:staff` | whatever the command's who-list admits them to |
+/// | `External` | facilities or vendor staff: holds `fm` and/or `vendor` and nothing else, or, off the roster, was added as `kind:fm` / `kind:vendor` | only commands open to `participant` or `anyone`; they never hold a position (plan lead, commander, SDM, tier lead), nor take one over by `/handover` |
+/// | `Outsider` | holds no role at all | commands open to `anyone`, and what a position allows a roster person with no role |
+///
+/// The roster (with the front end's roles, such as mapped Discord roles) decides for everyone
+/// it gives a role; `/participant add`'s kind only classifies people it gives none. So a
+/// person who holds a staff role and `fm` (say `l1` and `fm`) is staff: the roster trusts them
+/// with L1 work, and `fm` only adds them to `@fm` pings.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Staff,
+    External,
+    Outsider,
+}
+
+impl Standing {
+    /// `roles`: the person's own role keys (roster, front end); `kind`: the kind they were
+    /// added to this incident with, if they were.
+    pub fn of(roles: &BTreeSet<RoleKey>, kind: Option<&RoleKey>) -> Standing {
+        let decisive: Vec<&RoleKey> = if roles.is_empty() {
+            kind.into_iter().collect()
+        } else {
+            roles.iter().collect()
+        };
+        if decisive.is_empty() {
+            Standing::Outsider
+        } else if decisive.iter().all(|r| r.is_external()) {
+            Standing::External
+        } else {
+            Standing::Staff
+        }
+    }
+}
+
+/// How facilities and vendor staff are named in refusals: `on-site facilities (fm)`.
+pub fn external_label(roles: &BTreeSet<RoleKey>) -> &'static str {
+    let fm = roles.contains(&RoleKey::new("fm"));
+    let vendor = roles.contains(&RoleKey::new("vendor"));
+    match (fm, vendor) {
+        (true, true) => "facilities (fm) and vendor staff",
+        (true, false) => "on-site facilities (fm)",
+        _ => "vendor staff",
+    }
+}
+
+/// Someone a command's "who may" list admits. Together with `Permissions` (which command admits
+/// which principals, from `commands/` and `[permissions]`) and `Standing`, this is the whole
+/// authorisation rule; `engine::authorize` is its only interpreter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// Anybody at all, even someone off the roster.
     Anyone,
     /// Anyone in the war room: a roster person with any role, staff, FM or vendor.
     Participant,
-    /// Anyone holding a tier role (l1, l2, l3).
+    /// Anyone holding a tier role (l1, l2, l3), on the roster or as the incident's tier lead.
     AnyTier,
     /// Holders of the incident's current tier role.
     CurrentTier,
@@ -104,7 +155,8 @@ pub enum Principal {
     Lead,
     /// The person or role the nudge in question targets.
     Nudged,
-    /// Holders of this role key.
+    /// Holders of this role key (`sdm` includes the incident's assigned SDM). Never `fm` or
+    /// `vendor`: facilities and vendor staff are admitted by `participant` and `anyone` only.
     Role(RoleKey),
 }
 
@@ -117,6 +169,11 @@ impl Principal {
             "current-tier" => Principal::CurrentTier,
             "lead" => Principal::Lead,
             "nudged" => Principal::Nudged,
+            key if RoleKey::new(key).is_external() => {
+                return Err(format!(
+                    "'{key}' cannot be given a command: facilities and vendor staff run only the commands open to participant or anyone (/update, /vendor, the status, timeline and report), never anything privileged"
+                ));
+            }
             key if is_role_key(key) => Principal::Role(RoleKey::new(key)),
             other => {
                 return Err(format!(
@@ -124,6 +181,13 @@ impl Principal {
                 ));
             }
         })
+    }
+
+    /// Whether facilities and vendor staff can be admitted by this principal: only by those
+    /// that admit everyone in the war room. Every other principal is for staff alone, whatever
+    /// position an incident (or an older warroom's stored state) names them in.
+    pub fn admits_external(&self) -> bool {
+        matches!(self, Principal::Anyone | Principal::Participant)
     }
 }
 
@@ -134,7 +198,7 @@ impl fmt::Display for Principal {
             Principal::Participant => f.write_str("anyone in the war room"),
             Principal::AnyTier => f.write_str("tier roles (l1, l2, l3)"),
             Principal::CurrentTier => f.write_str("the current tier"),
-            Principal::Lead => f.write_str("the plan's lead"),
+            Principal::Lead => f.write_str("the plan's lead (without a plan, the commander)"),
             Principal::Nudged => f.write_str("the nudged person or role"),
             Principal::Role(r) => write!(f, "{r}"),
         }

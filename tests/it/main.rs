@@ -13,4 +13,5 @@ mod helpers;
 mod layout;
 mod overnight;
 mod report;
+mod roles;
 mod store;
