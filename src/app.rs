@@ -71,6 +71,8 @@ pub struct App {
     reach: BTreeSet<UserName>,
     /// Whether nudges for the SDM also go to them by direct message.
     dm_sdm: bool,
+    /// Whether the front end keeps a status card, so that every change queues a refresh.
+    cards: bool,
 }
 
 impl App {
@@ -86,7 +88,14 @@ impl App {
             health: Arc::new(Health::default()),
             reach: BTreeSet::new(),
             dm_sdm: false,
+            cards: true,
         }
+    }
+
+    /// For a front end without a status card (the console): no refreshes are queued.
+    pub fn without_cards(mut self) -> App {
+        self.cards = false;
+        self
     }
 
     /// For a front end with direct messages: the people it can reach, and whether the SDM gets
@@ -175,8 +184,23 @@ impl App {
         }
     }
 
-    /// Runs a parsed invocation.
+    /// Runs a parsed invocation. The reply goes out only once its commit is durable; the wait
+    /// for the disk happens outside the decision lock, so callers that commit meanwhile share
+    /// one sync.
     pub fn execute(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
+        let r = self.decide(actor, place, inv);
+        if let Err(e) = self.store.make_all_durable() {
+            let e = self.store.explain(e);
+            tracing::error!(error = %e, "cannot make a commit durable");
+            return Response::error(format!(
+                "warroom recorded this but could not confirm it reached the disk ({e}); check the data folder's disk, then look at /incident status before trying again"
+            ));
+        }
+        r
+    }
+
+    /// Decides and commits one invocation, under the decision lock.
+    fn decide(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
         let request = match inv.to_request() {
             Ok(r) => r,
             Err(e) => return Response::error(e),
@@ -352,7 +376,7 @@ impl App {
         fired: Option<&crate::store::DueTimer>,
     ) -> Response {
         let mut messages = d.messages.clone();
-        if before != Some(&d.incident) {
+        if self.cards && before != Some(&d.incident) {
             messages.push(crate::domain::Message {
                 at: self.clock.now(),
                 kind: crate::domain::MessageKind::Status,
@@ -468,6 +492,13 @@ impl App {
 
     /// Fires the earliest timer if it is due at `now`. Returns whether one was fired.
     pub fn fire_one(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let fired = self.fire_one_locked(now)?;
+        // Its messages go out only once the claim and the decision are on disk.
+        self.store.make_all_durable()?;
+        Ok(fired)
+    }
+
+    fn fire_one_locked(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let _guard = self.lock();
         let timer = self.store.next_timer()?;
         if let Some((due, service)) = self.store.drill_first()?

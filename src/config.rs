@@ -85,6 +85,8 @@ pub struct Config {
     pub policy: Policy,
     pub console_user: UserName,
     pub discord: DiscordConfig,
+    /// How the data folder is opened: durability and cache.
+    pub store: crate::store::StoreOptions,
     /// Which files and variables were read, in order.
     pub origins: Vec<String>,
 }
@@ -284,6 +286,7 @@ impl Config {
                 "console",
                 "discord",
                 "services",
+                "store",
             ],
         )?;
 
@@ -558,6 +561,34 @@ impl Config {
         }
         let extra_roles: BTreeSet<RoleKey> = discord.roles.keys().cloned().collect();
         let services = read_services(&r, t)?;
+        let store_t = r.table(t, "store", "store")?.cloned().unwrap_or_default();
+        r.only_keys(&store_t, "store", &["durability", "cache_mb"])?;
+        let mut store = crate::store::StoreOptions::default();
+        match r
+            .string(&store_t, "durability", "store.durability")?
+            .as_deref()
+        {
+            None | Some("fsync") => {}
+            Some("flush") => store.durability = crate::store::Durability::Flush,
+            Some(other) => {
+                return Err(r.err(
+                    "store.durability",
+                    format!("expected \"fsync\" (the default: every answer is on disk) or \"flush\" (faster; an OS crash or power cut can lose the last half second), found \"{other}\""),
+                ));
+            }
+        }
+        match store_t.get("cache_mb") {
+            None => {}
+            Some(Value::Integer(mb)) if (1..=65536).contains(mb) => {
+                store.cache_bytes = (*mb as u64).saturating_mul(1024 * 1024);
+            }
+            Some(other) => {
+                return Err(r.err(
+                    "store.cache_mb",
+                    format!("expected a whole number of megabytes from 1 to 65536, found {other}"),
+                ));
+            }
+        }
         Ok(Config {
             policy: Policy {
                 severities,
@@ -568,6 +599,7 @@ impl Config {
             },
             console_user,
             discord,
+            store,
             origins: Vec::new(),
         })
     }
@@ -810,6 +842,23 @@ mod tests {
         }
         assert_eq!(c.policy.roster.users.len(), 7);
         assert_eq!(c.console_user.as_str(), "alice");
+    }
+
+    #[test]
+    fn store_options_default_to_fsync_and_are_checked() {
+        let c = Config::builtin().unwrap();
+        assert_eq!(c.store.durability, crate::store::Durability::Fsync);
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let c = Config::load(None, &env("WARROOM__STORE__DURABILITY", "flush")).unwrap();
+        assert_eq!(c.store.durability, crate::store::Durability::Flush);
+        let e = Config::load(None, &env("WARROOM__STORE__DURABILITY", "sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.durability"), "{e}");
+        let e = Config::load(None, &env("WARROOM__STORE__CACHE_MB", "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.cache_mb"), "{e}");
     }
 
     #[test]

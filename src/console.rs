@@ -398,7 +398,7 @@ pub async fn run(
     output: Box<dyn Write + Send>,
 ) -> anyhow::Result<()> {
     let mut termination = Termination::catch();
-    let store = Store::open(&opts.data)?;
+    let store = Store::open_with(&opts.data, &opts.config.store)?;
     let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
         ClockChoice::System => (Arc::new(SystemClock), None),
         ClockChoice::Virtual(start) => {
@@ -406,7 +406,7 @@ pub async fn run(
             (vc.clone(), Some(vc))
         }
     };
-    let app = Arc::new(App::new(store, opts.config.clone(), clock));
+    let app = Arc::new(App::new(store, opts.config.clone(), clock).without_cards());
     let out = Arc::new(ConsoleOut::new(opts.format, output));
     let port: Arc<dyn ChatPort> = Arc::new(ConsolePort(out.clone()));
     let acting = opts

@@ -173,7 +173,43 @@ pub struct Store {
     record: File,
     /// Incidents and timeline events committed, as in `meta`.
     counts: std::sync::Mutex<(u64, u64)>,
+    /// sled's log file, for `fdatasync`.
+    log: Option<File>,
+    durability: Durability,
+    /// Commits made, and commits known durable: see `make_durable`.
+    committed: std::sync::atomic::AtomicU64,
+    synced: std::sync::Mutex<u64>,
+    /// Real data syncs issued (a counting hook for tests and the bench).
+    syncs: std::sync::atomic::AtomicU64,
     _lock: File,
+}
+
+/// How much a commit waits for before it counts as saved.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// An `fdatasync` of the database covers the commit before the reply: survives a process
+    /// crash, an OS crash and a power cut (given a disk that honours the sync).
+    Fsync,
+    /// sled's own flush only (`sync_file_range`, with sled's real fsync every 500 ms): survives
+    /// a process crash; an OS crash or power cut can lose the last half second of answers.
+    Flush,
+}
+
+/// How a store is opened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    /// sled's page cache, in bytes: the bulk of warroom's memory.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Fsync,
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Why sled would not open a folder.
@@ -184,10 +220,17 @@ enum OpenFailure {
 }
 
 /// Opens sled on `path`, turning its panics and errors into reasons.
-fn open_sled(path: &Path) -> Result<sled::Db, OpenFailure> {
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
     // sled can panic on some malformed files instead of returning an error; a damaged
     // folder must give a clear message, not a crash.
-    let open = || std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+    let open = || {
+        std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .open()
+        })
+    };
     let mut opened = open();
     // We hold warroom.lock, so no other warroom process has the folder; if sled's own lock is
     // still taken, a store this process just dropped is still shutting its flusher thread
@@ -227,7 +270,7 @@ fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), St
         .map_err(|e| format!("cannot make a scratch folder to check it in: {e}"))?;
     let copy = scratch.0.join("db");
     integrity::copy_dir(db, &copy).map_err(|e| format!("cannot read it to check it: {e}"))?;
-    let opened = open_sled(&copy).map_err(|f| match f {
+    let opened = open_sled(&copy, StoreOptions::default().cache_bytes).map_err(|f| match f {
         OpenFailure::Damaged(d) | OpenFailure::Other(d) => d,
         OpenFailure::Locked => "its database is locked".into(),
     })?;
@@ -321,9 +364,14 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store {
+    /// Opens (or creates) the data folder with the default options.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, &StoreOptions::default())
+    }
+
     /// Opens (or creates) the data folder, refusing it if another process holds it, and
     /// refusing it untouched if it is damaged (see `integrity`).
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let unusable = |reason: String| StoreError::Unusable {
             dir: dir.to_path_buf(),
             reason,
@@ -391,7 +439,7 @@ impl Store {
         let _ = lock.rewind();
         let _ = write!(lock, "{}", std::process::id());
         let _ = lock.flush();
-        let db = open_sled(&db_path).map_err(|f| match f {
+        let db = open_sled(&db_path, options.cache_bytes).map_err(|f| match f {
             OpenFailure::Damaged(d) => corrupt(d),
             OpenFailure::Locked => StoreError::Locked {
                 dir: dir.to_path_buf(),
@@ -416,6 +464,12 @@ impl Store {
             dir: dir.to_path_buf(),
             record,
             counts: std::sync::Mutex::new((0, 0)),
+            // sled keeps its log in db/db; an fdatasync on any descriptor of it covers it.
+            log: File::open(db_path.join("db")).ok(),
+            durability: options.durability,
+            committed: std::sync::atomic::AtomicU64::new(0),
+            synced: std::sync::Mutex::new(0),
+            syncs: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         };
         match store.meta.get("schema")? {
@@ -474,7 +528,16 @@ impl Store {
         clean: Option<Vec<integrity::FileStat>>,
         sync: bool,
     ) -> Result<(), StoreError> {
-        let (incidents, events) = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_counts(counts, clean, sync)
+    }
+
+    fn write_counts(
+        &self,
+        (incidents, events): (u64, u64),
+        clean: Option<Vec<integrity::FileStat>>,
+        sync: bool,
+    ) -> Result<(), StoreError> {
         let rec = integrity::Record {
             incidents,
             events,
@@ -484,6 +547,47 @@ impl Store {
             dir: self.dir.clone(),
             reason: format!("cannot write {}: {e}", integrity::RECORD_FILE),
         })
+    }
+
+    /// How many commits have been made since open.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many real data syncs (`fdatasync`) have been issued since open.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once commit number `upto` (and every one before it) is on disk, as the
+    /// configured durability means it. Callers that arrive while a sync is in flight wait for
+    /// it and then find their commit covered, or share the next one: one sync serves them all.
+    pub fn make_durable(&self, upto: u64) -> Result<(), StoreError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= upto {
+            return Ok(());
+        }
+        // The counts first: every commit they include is in sled before the flush below, so
+        // the record written after it never claims more than the database holds.
+        let counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let covering = self.committed();
+        self.db.flush()?;
+        if self.durability == Durability::Fsync
+            && let Some(log) = &self.log
+        {
+            log.sync_data()
+                .map_err(|e| StoreError::Sled(format!("cannot sync the database to disk: {e}")))?;
+            self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        *synced = covering;
+        // Not synced on its own: it may lag behind the database after a crash, never lead it.
+        self.write_counts(counts, None, false)?;
+        Ok(())
+    }
+
+    /// Makes every commit so far durable.
+    pub fn make_all_durable(&self) -> Result<(), StoreError> {
+        self.make_durable(self.committed())
     }
 
     /// A storage error, with the damaged-folder message where sled found corrupt data.
@@ -697,11 +801,12 @@ impl Store {
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         result?;
-        self.db.flush()?;
+        // Not flushed here: `make_durable`, called once the caller's lock is released, flushes
+        // and syncs for every commit made meanwhile (group commit).
+        self.committed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *counts = next_counts;
         drop(counts);
-        // Not synced on its own: it may lag behind the database after a crash, never lead it.
-        self.write_record(None, false)?;
         Ok(())
     }
 
@@ -982,6 +1087,9 @@ impl Drop for Store {
     /// A clean close: everything flushed, then the files recorded, so that the next open can
     /// trust the folder without checking a copy.
     fn drop(&mut self) {
+        if let Err(e) = self.make_all_durable() {
+            tracing::error!(error = %e, "cannot sync the store at close");
+        }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "cannot flush the store at close");
             return;
@@ -1050,7 +1158,7 @@ pub fn salvage(dir: &Path) -> Salvage {
         s.unopenable = Some(format!("cannot read it: {e}"));
         return s;
     }
-    let opened = match open_sled(&copy) {
+    let opened = match open_sled(&copy, StoreOptions::default().cache_bytes) {
         Ok(db) => db,
         Err(OpenFailure::Damaged(d) | OpenFailure::Other(d)) => {
             s.unopenable = Some(d);
@@ -1191,7 +1299,6 @@ impl Store {
         for (due, service) in &s.drills {
             self.set_drill(service, Some(*due), &[])?;
         }
-        self.db.flush()?;
-        Ok(())
+        self.make_all_durable()
     }
 }

@@ -107,6 +107,11 @@ impl Courier {
     pub async fn drain(&mut self) -> Drained {
         let mut failed: HashMap<String, Duration> = HashMap::new();
         loop {
+            // Nothing goes out before the commit that queued it is durable.
+            if let Err(e) = self.app.store().make_all_durable() {
+                tracing::error!(error = %e, "cannot make the outbox durable");
+                return Drained::RetryAfter(ERROR_PAUSE);
+            }
             let msgs = match self.app.store().outbox() {
                 Ok(m) => m,
                 Err(e) => {
@@ -375,6 +380,21 @@ impl Courier {
             }
             if rescan {
                 let mut again = false;
+                // Nothing goes out before the commit that queued it is durable; the sync
+                // blocks, so it runs off the async threads.
+                let app = self.app.clone();
+                let durable =
+                    tokio::task::spawn_blocking(move || app.store().make_all_durable()).await;
+                if !matches!(durable, Ok(Ok(()))) {
+                    tracing::error!("cannot make the outbox durable; retrying");
+                    pause = Some(Instant::now() + ERROR_PAUSE);
+                    rescan = true;
+                    tokio::select! {
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
                 match self.app.store().outbox() {
                     Ok(all) => {
                         queues.clear();

@@ -119,7 +119,7 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .discord
         .guild_id
         .context("discord.guild_id is not set; put your server's id in the configuration")?;
-    let store = Store::open(&opts.data)?;
+    let store = Store::open_with(&opts.data, &cfg.store)?;
     // Everyone mapped to a Discord id can be reached by direct message.
     let reach = cfg.discord.users.keys().cloned().collect();
     let app = Arc::new(

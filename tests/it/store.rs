@@ -269,3 +269,65 @@ async fn the_scheduler_fires_when_the_virtual_clock_moves() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[test]
+fn a_durable_commit_syncs_the_disk_before_the_reply_and_concurrent_commits_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _clock) = app(dir.path());
+    let before = app.store().syncs();
+    open_incident(&app);
+    assert!(
+        app.store().syncs() > before,
+        "the reply came back before any fdatasync"
+    );
+    let id = Some(warroom::domain::IncidentId(1));
+    // Eight callers committing at once: each is answered only after a sync covering its
+    // commit, and the syncs are shared.
+    let commits_before = app.store().committed();
+    let syncs_before = app.store().syncs();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let app = app.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let alice = app.actor(&UserName::new("alice"));
+                for n in 0..25 {
+                    barrier.wait();
+                    let r = app.run_line(&alice, id, &format!("/update text:\"t{t} n{n}\""));
+                    assert_eq!(r.kind, warroom::app::ReplyKind::Reply, "{}", r.text);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let commits = app.store().committed() - commits_before;
+    let syncs = app.store().syncs() - syncs_before;
+    assert_eq!(commits, 200);
+    assert!(
+        syncs >= 1 && syncs < commits,
+        "{syncs} syncs for {commits} commits"
+    );
+    say(&format!(
+        "group commit: {commits} concurrent commits, {syncs} fdatasync calls"
+    ));
+}
+
+#[test]
+fn in_flush_mode_no_fdatasync_is_issued() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = warroom::store::StoreOptions {
+        durability: warroom::store::Durability::Flush,
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), &options).unwrap();
+    let app = warroom::app::App::new(
+        store,
+        Arc::new(warroom::config::Config::builtin().unwrap()),
+        Arc::new(warroom::clock::VirtualClock::new(at(START))),
+    );
+    open_incident(&app);
+    assert_eq!(app.store().syncs(), 0);
+}
