@@ -12,3 +12,4 @@ mod layout;
 mod overnight;
 mod report;
 mod store;
+mod totality;
