@@ -246,7 +246,9 @@ impl App {
                     if *drill
                         && r.kind == ReplyKind::Reply
                         && let Some(every) = every
-                        && let Err(e) = self.store.set_drill(service.trim(), Some(now + every), &[])
+                        && let Err(e) =
+                            self.store
+                                .set_drill(service.trim(), now.checked_add_signed(every), &[])
                     {
                         tracing::error!(error = %e, "cannot reschedule the drill");
                     }
@@ -405,7 +407,11 @@ impl App {
         for (name, svc) in &self.config.policy.services {
             let has = scheduled.iter().any(|(_, s)| s == name);
             match svc.drill_every {
-                Some(every) if !has => self.store.set_drill(name, Some(now + every), &[])?,
+                // A drill beyond the last representable time is no drill at all.
+                Some(every) if !has => {
+                    self.store
+                        .set_drill(name, now.checked_add_signed(every), &[])?
+                }
                 _ => {}
             }
         }
@@ -455,8 +461,11 @@ impl App {
         out.to = Destination::Ops;
         let mut queued = self.direct_copies(None, &out)?;
         queued.insert(0, out);
-        self.store
-            .set_drill(service, Some(now + chrono::TimeDelta::days(1)), &queued)?;
+        self.store.set_drill(
+            service,
+            now.checked_add_signed(chrono::TimeDelta::days(1)),
+            &queued,
+        )?;
         self.outbox_ready.notify_one();
         Ok(())
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::domain::engine::human;
 use crate::domain::{
     Command, Deadline, IncidentRole, NudgeId, Plan, RoleKey, Severity, Tier, TrackState, UserName,
     policy::is_role_key,
@@ -461,6 +462,65 @@ pub fn parse_duration(s: &str) -> Option<TimeDelta> {
     (d > TimeDelta::zero()).then_some(d)
 }
 
+/// The longest duration a command option accepts.
+pub const MAX_DURATION: TimeDelta = TimeDelta::days(30);
+
+/// Why a written duration does not fit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a duration at all (or zero).
+    NotADuration,
+    /// It has a fraction of a second: durations are stored in whole seconds.
+    Fraction,
+    /// Longer than the limit (or than any time can hold).
+    TooLong,
+}
+
+/// Parses a duration in whole seconds, from 1s up to `max`.
+pub fn parse_duration_within(s: &str, max: TimeDelta) -> Result<TimeDelta, DurationError> {
+    let d = match humantime::parse_duration(s.trim()) {
+        Ok(d) => d,
+        Err(humantime::DurationError::NumberOverflow) => return Err(DurationError::TooLong),
+        Err(_) => return Err(DurationError::NotADuration),
+    };
+    let d = TimeDelta::from_std(d).map_err(|_| DurationError::TooLong)?;
+    if d <= TimeDelta::zero() {
+        Err(DurationError::NotADuration)
+    } else if d.subsec_nanos() != 0 {
+        Err(DurationError::Fraction)
+    } else if d > max {
+        Err(DurationError::TooLong)
+    } else {
+        Ok(d)
+    }
+}
+
+/// How much of a user's input an error message echoes.
+pub const ECHO_MAX: usize = 80;
+
+/// User input as an error message echoes it: control characters escaped (`\u{1b}`), and cut
+/// to `ECHO_MAX` characters with "…", so that neither a megabyte nor a terminal escape comes
+/// back to the sender.
+pub fn echo(input: &str) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in input.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        let len = piece.chars().count();
+        if shown + len > ECHO_MAX {
+            out.push('…');
+            break;
+        }
+        shown += len;
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// Parses a value for an option; the error says what is expected.
 pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
     let raw_t = raw.trim();
@@ -506,9 +566,22 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             .parse::<Plan>()
             .map(Value::Plan)
             .map_err(|_| bad("a plan; use A, B, C or D")),
-        OptionType::Duration => parse_duration(raw_t)
-            .map(Value::Duration)
-            .ok_or_else(|| bad("a duration; write it like 45m or 1h30m")),
+        OptionType::Duration => match parse_duration_within(raw_t, MAX_DURATION) {
+            Ok(d) => Ok(Value::Duration(d)),
+            Err(DurationError::NotADuration) => Err(bad("a duration; write it like 45m or 1h30m")),
+            Err(DurationError::Fraction) => Err(format!(
+                "option '{}': '{}' has a fraction of a second; durations are whole seconds, from 1s to {}",
+                opt.name,
+                echo(raw_t),
+                human(MAX_DURATION)
+            )),
+            Err(DurationError::TooLong) => Err(format!(
+                "option '{}': '{}' is out of range; a duration here is from 1s to {}",
+                opt.name,
+                echo(raw_t),
+                human(MAX_DURATION)
+            )),
+        },
         OptionType::User => {
             let name = raw_t.trim_start_matches('@');
             if user_re().is_match(name) {
@@ -546,8 +619,22 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             .map(Value::Number)
             .ok_or_else(|| bad("a whole number from 1")),
         OptionType::Deadline => {
-            if let Some(d) = parse_duration(raw_t) {
+            let in_form = parse_duration_within(raw_t, Deadline::MAX_AHEAD);
+            if let Ok(d) = in_form {
                 Ok(Value::Deadline(Deadline::In(d)))
+            } else if in_form == Err(DurationError::TooLong) {
+                Err(format!(
+                    "option '{}': '{}' is too far ahead; it must fall within {} from now",
+                    opt.name,
+                    echo(raw_t),
+                    human(Deadline::MAX_AHEAD)
+                ))
+            } else if in_form == Err(DurationError::Fraction) {
+                Err(format!(
+                    "option '{}': '{}' has a fraction of a second; write whole seconds, like 30m",
+                    opt.name,
+                    echo(raw_t)
+                ))
             } else if let Ok(t) = NaiveTime::parse_from_str(raw_t, "%H:%M") {
                 Ok(Value::Deadline(Deadline::At(t)))
             } else if let Ok(t) = DateTime::parse_from_rfc3339(raw_t) {

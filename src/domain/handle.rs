@@ -3,10 +3,10 @@
 
 use chrono::TimeDelta;
 
-use super::command::Command;
+use super::command::{Command, Deadline};
 use super::engine::{
-    Actor, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind, Work, authorize,
-    clock, effective_roles, human, refuse, targets_actor,
+    Actor, BEYOND_TIME, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind, Work,
+    authorize, clock, effective_roles, human, later, refuse, targets_actor,
 };
 use super::model::*;
 
@@ -452,7 +452,7 @@ pub fn handle(
             w.active_track(plan)?;
             let track = w.inc.tracks.get_mut(&plan).expect("checked active above");
             track.last_activity = now;
-            track.updates += 1;
+            track.updates = track.updates.saturating_add(1);
             track.last_update = Some(TrackUpdate {
                 at: now,
                 by: who.clone(),
@@ -529,23 +529,33 @@ pub fn handle(
                     ),
                 );
             }
+            // Stored snoozes are each within a cap, but a sum that overflows is taken as the
+            // whole allowance used, never a panic.
             let used = w
                 .inc
                 .snoozes
                 .iter()
-                .fold(TimeDelta::zero(), |a, s| a + s.length);
-            if used + *duration > total {
+                .try_fold(TimeDelta::zero(), |a, s| a.checked_add(&s.length))
+                .unwrap_or(TimeDelta::MAX);
+            let after = used.checked_add(duration).unwrap_or(TimeDelta::MAX);
+            if after > total {
+                let left = total
+                    .checked_sub(&used)
+                    .unwrap_or_default()
+                    .max(TimeDelta::zero());
                 return refuse(
                     RefusalKind::Invalid,
                     format!(
                         "option 'duration': {id} has used {} of its {} snooze allowance ({sev}); at most {} is left",
                         human(used),
                         human(total),
-                        human(total - used)
+                        human(left)
                     ),
                 );
             }
-            let until = now + *duration;
+            let Some(until) = w.after(now, *duration) else {
+                return refuse(RefusalKind::Invalid, BEYOND_TIME);
+            };
             if let Some(nn) = w.inc.nudges.iter_mut().find(|x| x.id == n.id) {
                 nn.snoozed_until = Some(until);
             }
@@ -575,7 +585,7 @@ pub fn handle(
                     n.id,
                     n.kind.label(),
                     clock(until),
-                    human(used + *duration),
+                    human(after),
                     human(total)
                 ),
                 vec![],
@@ -693,13 +703,29 @@ pub fn handle(
                     format!("vendor case {case} is already tracked in {id}"),
                 );
             }
-            let due = callback.map(|d| d.resolve(now));
+            let due = match callback.map(|d| d.resolve(now)) {
+                None => None,
+                Some(None) => return refuse(RefusalKind::Invalid, BEYOND_TIME),
+                Some(Some(due)) => Some(due),
+            };
             if let Some(due) = due
                 && due <= now
             {
                 return refuse(
                     RefusalKind::Invalid,
                     "option 'callback': the callback time must be in the future",
+                );
+            }
+            if let Some(due) = due
+                && later(now, Deadline::MAX_AHEAD).is_some_and(|last| due > last)
+            {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!(
+                        "option 'callback': {} is too far ahead; a callback must fall within {} from now",
+                        clock(due),
+                        human(Deadline::MAX_AHEAD)
+                    ),
                 );
             }
             w.inc.vendor_cases.push(VendorCase {
@@ -773,7 +799,7 @@ pub fn handle(
         }
     };
     let reply = sdm_engaged(&mut w, actor, inc, cmd, reply);
-    Ok(w.finish(reply))
+    w.finish_command(reply)
 }
 
 /// The SDM acting in an incident has seen it: a state-changing command of theirs answers

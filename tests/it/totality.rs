@@ -85,3 +85,210 @@ fn an_incident_stored_with_the_old_role_keys_still_reads() {
     assert_eq!(old, stored);
     assert_eq!(old.assignments[&IncidentRole::Sdm], UserName::new("sam"));
 }
+
+#[test]
+fn overflowing_and_far_future_durations_are_refused_with_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused: &[(&str, &str)] = &[
+        (
+            "/vendor add name:V case:C callback:1000000000000000s",
+            "option 'callback': '1000000000000000s' is too far ahead; it must fall within 7d from now",
+        ),
+        (
+            // Once a callback "by Nov 04 13:40" in the year 13433.
+            "/vendor add name:V case:C callback:360000000000s",
+            "option 'callback': '360000000000s' is too far ahead; it must fall within 7d",
+        ),
+        (
+            "/vendor add name:V case:C callback:8d",
+            "option 'callback': '8d' is too far ahead; it must fall within 7d",
+        ),
+        (
+            "/vendor add name:V case:C callback:99999999999999999999999s",
+            "option 'callback': '99999999999999999999999s' is too far ahead",
+        ),
+        (
+            "/vendor add name:V case:C callback:2027-11-04T13:40:00Z",
+            "option 'callback': ",
+        ),
+        (
+            "/plan open plan:C title:c cadence:1000000000000000s",
+            "option 'cadence': '1000000000000000s' is out of range; a duration here is from 1s to 30d",
+        ),
+        (
+            "/plan open plan:C title:c cadence:31d",
+            "option 'cadence': '31d' is out of range; a duration here is from 1s to 30d",
+        ),
+        (
+            "/plan open plan:C title:c cadence:99999999999999999999999s",
+            "option 'cadence': '99999999999999999999999s' is out of range",
+        ),
+        (
+            "/plan open plan:C title:c cadence:1500ms",
+            "option 'cadence': '1500ms' has a fraction of a second",
+        ),
+        (
+            "/snooze duration:1000000000000000s reason:later",
+            "option 'duration': '1000000000000000s' is out of range; a duration here is from 1s to 30d",
+        ),
+    ];
+    let mut input = format!("{OPEN}/timeline\n");
+    // The vendor lines first, as kim (vendor staff); the rest as the SDM.
+    input.push_str("/as kim\n");
+    for (line, _) in &refused[..5] {
+        input.push_str(line);
+        input.push('\n');
+    }
+    input.push_str("/as sam\n");
+    for (line, _) in &refused[5..] {
+        input.push_str(line);
+        input.push('\n');
+    }
+    input.push_str("/timeline\n");
+    // The limits themselves are accepted.
+    input.push_str(
+        "/as kim\n/vendor add name:V case:C callback:7d\n/as sam\n/plan open plan:C title:c cadence:30d\n",
+    );
+    let run = console(dir.path(), START, &input);
+    survived(&run);
+    let errors = run.errors();
+    assert_eq!(errors.len(), refused.len(), "{errors:#?}");
+    for (e, (line, expect)) in errors.iter().zip(refused) {
+        assert!(
+            e.text.contains(expect),
+            "{line}: {:?} lacks {expect:?}",
+            e.text
+        );
+        assert!(
+            e.text.contains("\nusage: /"),
+            "{line}: no usage in {:?}",
+            e.text
+        );
+    }
+    // The absolute far-future callback is refused by the engine, naming the 7-day limit.
+    assert!(
+        errors[4]
+            .text
+            .contains("is too far ahead; a callback must fall within 7d from now"),
+        "{:?}",
+        errors[4].text
+    );
+    let timelines: Vec<&str> = run
+        .lines
+        .iter()
+        .filter(|l| l.text.starts_with("Timeline of"))
+        .map(|l| l.text.as_str())
+        .collect();
+    assert_eq!(timelines.len(), 2);
+    assert_eq!(
+        timelines[0], timelines[1],
+        "a refused line changed the timeline"
+    );
+    assert!(
+        run.lines.iter().any(|l| l
+            .text
+            .starts_with("Tracking V case C; callback promised by Nov 30 22:00")),
+        "{:#?}",
+        run.lines
+    );
+    assert!(
+        run.lines
+            .iter()
+            .any(|l| l.text.starts_with("Plan C is open")),
+        "{:#?}",
+        run.lines
+    );
+}
+
+#[test]
+fn a_clock_at_the_end_of_time_refuses_commands_and_fires_timers_without_overflowing() {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use warroom::config::Config;
+    use warroom::domain::engine::{self, Actor, Ctx};
+    use warroom::domain::*;
+
+    let policy = Config::builtin().unwrap().policy;
+    let actor = |name: &str| {
+        let user = UserName::new(name);
+        Actor {
+            roles: policy.roster.roles_of(&user),
+            user,
+        }
+    };
+    let end = DateTime::<Utc>::MAX_UTC - TimeDelta::minutes(1);
+    let late = Ctx {
+        now: end,
+        policy: &policy,
+    };
+    let r = engine::open(
+        &late,
+        &actor("alice"),
+        IncidentId(1),
+        "Mail down",
+        Severity::Sev1,
+        "mail",
+        Exercise::Real,
+    )
+    .unwrap_err();
+    assert!(r.message.contains("beyond the latest time"), "{r}");
+    // Deadlines seen from the end of time are not representable: None, not a panic.
+    assert_eq!(Deadline::In(TimeDelta::days(7)).resolve(end), None);
+    assert_eq!(
+        Deadline::At(chrono::NaiveTime::MIN).resolve(DateTime::<Utc>::MAX_UTC),
+        None
+    );
+
+    // An incident opened in our time, then acted on at the end of time.
+    let now = at(START);
+    let ctx = Ctx {
+        now,
+        policy: &policy,
+    };
+    let inc = engine::open(
+        &ctx,
+        &actor("alice"),
+        IncidentId(1),
+        "Mail down",
+        Severity::Sev1,
+        "mail",
+        Exercise::Real,
+    )
+    .unwrap()
+    .incident;
+    let r = engine::handle(
+        &late,
+        &actor("alice"),
+        &inc,
+        &Command::Update {
+            text: "still looking".into(),
+            plan: None,
+        },
+    )
+    .unwrap_err();
+    assert!(r.message.contains("beyond the latest time"), "{r}");
+    let r = engine::handle(
+        &late,
+        &actor("kim"),
+        &inc,
+        &Command::VendorAdd {
+            vendor: "V".into(),
+            case: "C".into(),
+            callback: Some(Deadline::In(TimeDelta::days(7))),
+        },
+    )
+    .unwrap_err();
+    assert!(r.message.contains("beyond the latest time"), "{r}");
+    // Every timer fires at the end of time without a panic; what it would re-arm is left out.
+    let mut inc = inc;
+    for _ in 0..100 {
+        let Some(t) = inc.next_timers().first().map(|t| t.seq) else {
+            break;
+        };
+        inc = engine::fire(&late, &inc, t).incident;
+    }
+    assert!(inc.timers.is_empty(), "{:#?}", inc.timers);
+    assert!(inc.nudges.len() >= 3, "{:#?}", inc.nudges);
+    // The report's chart copes with an incident that is still open at the end of time.
+    let svg = chart::svg(&inc, &[], DateTime::<Utc>::MAX_UTC);
+    assert!(svg.starts_with("<svg"), "{svg}");
+}
