@@ -495,6 +495,9 @@ pub fn parse_duration_within(s: &str, max: TimeDelta) -> Result<TimeDelta, Durat
     }
 }
 
+/// The longest command line read: every option at its longest fits several times over.
+pub const MAX_LINE: usize = 8000;
+
 /// How much of a user's input an error message echoes.
 pub const ECHO_MAX: usize = 80;
 
@@ -524,7 +527,7 @@ pub fn echo(input: &str) -> String {
 /// Parses a value for an option; the error says what is expected.
 pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
     let raw_t = raw.trim();
-    let bad = |what: &str| format!("option '{}': '{raw}' is not {what}", opt.name);
+    let bad = |what: &str| format!("option '{}': '{}' is not {what}", opt.name, echo(raw));
     match opt.kind {
         OptionType::Text => {
             if raw_t.is_empty() {
@@ -656,9 +659,19 @@ impl CommandSet {
     /// Parses one line such as `/incident open title:"Mail down" severity:1 service:mail`.
     pub fn parse(&self, line: &str) -> Result<Invocation, ParseError> {
         let line = line.trim();
+        let length = line.chars().count();
+        if length > MAX_LINE {
+            return Err(ParseError {
+                message: format!(
+                    "'{}' is {length} characters long; a command line holds at most {MAX_LINE}",
+                    echo(line)
+                ),
+                usage: self.overview_usage(),
+            });
+        }
         let Some(rest) = line.strip_prefix('/') else {
             return Err(ParseError {
-                message: format!("'{line}' is not a command; commands start with /"),
+                message: format!("'{}' is not a command; commands start with /", echo(line)),
                 usage: self.overview_usage(),
             });
         };
@@ -673,7 +686,7 @@ impl CommandSet {
                 .collect::<Vec<_>>()
                 .join(" ");
             return Err(ParseError {
-                message: format!("unknown command '/{name}'; commands are: {names}"),
+                message: format!("unknown command '/{}'; commands are: {names}", echo(name)),
                 usage: self.overview_usage(),
             });
         };
@@ -709,7 +722,8 @@ impl CommandSet {
                     None => {
                         return Err(ParseError {
                             message: format!(
-                                "/{name} has no subcommand '{sub}'; use one of: {subs}"
+                                "/{name} has no subcommand '{}'; use one of: {subs}",
+                                echo(sub)
                             ),
                             usage,
                         });
@@ -720,6 +734,17 @@ impl CommandSet {
         let fail = |message: String| ParseError {
             message: format!("/{}: {message}", spec.path),
             usage: spec.usage(),
+        };
+        let options_are = if spec.options.is_empty() {
+            "this command takes no options".to_string()
+        } else {
+            let known = spec
+                .options
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("its options are: {known}")
         };
         let mut values = BTreeMap::new();
         // A command with a single option also takes its value bare: `/help incident`, `/ack 3`.
@@ -734,40 +759,42 @@ impl CommandSet {
         while !rest.trim().is_empty() {
             let caps = token_re()
                 .captures(rest)
-                .ok_or_else(|| fail(format!("cannot read '{}'", rest.trim())))?;
+                .ok_or_else(|| fail(format!("cannot read '{}'", echo(rest.trim()))))?;
             let whole = caps.get(0).map_or(0, |m| m.end());
             rest = &rest[whole..];
             if let Some(word) = caps.get(4) {
-                return Err(fail(format!(
-                    "unexpected '{}'; options are written name:value, and text with spaces goes in quotes",
-                    word.as_str()
-                )));
+                let word = word.as_str();
+                return Err(fail(match word.split_once(':') {
+                    // Written name:value, but the name is not one an option can have (`🔥:x`).
+                    Some((name, _)) if !name.is_empty() && !name.starts_with('"') => {
+                        format!("unknown option '{}'; {options_are}", echo(name))
+                    }
+                    Some(("", _)) => format!(
+                        "'{}' has no option name before the colon; {options_are}",
+                        echo(word)
+                    ),
+                    _ => format!(
+                        "unexpected '{}'; options are written name:value ({options_are}), and text with spaces goes in quotes",
+                        echo(word)
+                    ),
+                }));
             }
             let key = caps.get(1).map_or("", |m| m.as_str());
             let raw = match (caps.get(2), caps.get(3)) {
                 (Some(q), _) => unescape(q.as_str()),
                 (None, Some(v)) if v.as_str().starts_with('"') => {
                     return Err(fail(format!(
-                        "option '{key}': the opening quote is never closed"
+                        "option '{}': the opening quote is never closed",
+                        echo(key)
                     )));
                 }
                 (None, Some(v)) => v.as_str().to_string(),
                 (None, None) => String::new(),
             };
             let Some(opt) = spec.options.iter().find(|o| o.name == key) else {
-                let known = spec
-                    .options
-                    .iter()
-                    .map(|o| o.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 return Err(fail(format!(
-                    "unknown option '{key}'; {}",
-                    if known.is_empty() {
-                        "this command takes no options".to_string()
-                    } else {
-                        format!("its options are: {known}")
-                    }
+                    "unknown option '{}'; {options_are}",
+                    echo(key)
                 )));
             };
             if values.contains_key(key) {
@@ -803,7 +830,10 @@ impl CommandSet {
             Some(name) => {
                 let top_name = name.split_whitespace().next().unwrap_or(name);
                 let top = self.top(top_name).ok_or_else(|| {
-                    format!("/help: there is no command '/{top_name}'; /help lists them all")
+                    format!(
+                        "/help: there is no command '/{}'; /help lists them all",
+                        echo(top_name)
+                    )
                 })?;
                 let mut out = vec![format!("/{} — {}", top.name, top.description)];
                 for c in top.runnable() {
@@ -1139,6 +1169,30 @@ description = "fine"
                 .message
                 .contains("not a nudge number")
         );
+    }
+
+    #[test]
+    fn an_option_name_no_option_can_have_is_named_with_the_valid_ones() {
+        let e = CommandSet::builtin().parse("/update 🔥:x").unwrap_err();
+        assert_eq!(
+            e.message,
+            "/update: unknown option '🔥'; its options are: text, plan"
+        );
+        let e = CommandSet::builtin().parse("/update :x").unwrap_err();
+        assert!(e.message.contains("':x' has no option name"), "{e}");
+    }
+
+    #[test]
+    fn echoed_input_is_cut_and_its_control_characters_escaped() {
+        assert_eq!(echo("plain"), "plain");
+        assert_eq!(echo("a\u{1b}[2Jb\u{7}"), "a\\u{1b}[2Jb\\u{7}");
+        let long = "x".repeat(1_000_000);
+        let shown = echo(&long);
+        assert_eq!(shown.chars().count(), ECHO_MAX + 1);
+        assert!(shown.ends_with('…'));
+        // An escape is never cut in half.
+        let e = echo(&format!("{}\u{1b}", "y".repeat(ECHO_MAX - 2)));
+        assert!(e.ends_with("y…"), "{e}");
     }
 
     #[test]

@@ -292,3 +292,98 @@ fn a_clock_at_the_end_of_time_refuses_commands_and_fires_timers_without_overflow
     let svg = chart::svg(&inc, &[], DateTime::<Utc>::MAX_UTC);
     assert!(svg.starts_with("<svg"), "{svg}");
 }
+
+#[test]
+fn an_option_name_that_cannot_be_one_is_named_with_the_valid_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = console(
+        dir.path(),
+        START,
+        &format!("{OPEN}/update 🔥:x\n/incident severity 🔥:2 reason:x\n"),
+    );
+    survived(&run);
+    let errors = run.errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(
+        errors[0].text,
+        "/update: unknown option '🔥'; its options are: text, plan\nusage: /update text:<text> [plan:<A-D>]"
+    );
+    assert!(
+        errors[1].text.starts_with(
+            "/incident severity: unknown option '🔥'; its options are: level, reason\n"
+        ),
+        "{:?}",
+        errors[1].text
+    );
+}
+
+#[test]
+fn errors_cut_huge_input_and_escape_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    // Just under the longest line read, so that each message's own echo is what cuts it.
+    let mega = "z".repeat(7_900);
+    let lines = [
+        format!("/update text:{}", "z".repeat(1 << 20)),
+        format!("/{mega}"),
+        format!("/update {mega}"),
+        format!("/update {mega}:x"),
+        format!("/incident open title:x severity:{mega} service:mail"),
+        format!("/incident {mega}"),
+        format!("{mega}"),
+        format!("/update text:hi {mega}:\"unclosed"),
+        "/frob\u{1b}[31mnicate".to_string(),
+        "/ack nudge:\u{7}\u{1b}[2J".to_string(),
+        "/help \u{1b}]0;owned\u{7}".to_string(),
+    ];
+    let mut input = OPEN.to_string();
+    for l in &lines {
+        input.push_str(l);
+        input.push('\n');
+    }
+    let run = console(dir.path(), START, &input);
+    survived(&run);
+    let errors = run.errors();
+    assert_eq!(errors.len(), lines.len(), "{errors:#?}");
+    for (e, line) in errors.iter().zip(&lines) {
+        let shown: String = line.chars().take(40).collect();
+        assert!(
+            e.text.chars().count() < 600,
+            "{shown}…: {} characters echoed",
+            e.text.chars().count()
+        );
+        assert!(
+            !e.text.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown}…: a raw control character in {:?}",
+            e.text
+        );
+    }
+    assert!(
+        errors[0]
+            .text
+            .contains("zzz…' is 1048589 characters long; a command line holds at most 8000"),
+        "{}",
+        errors[0].text
+    );
+    for e in &errors[..8] {
+        assert!(e.text.contains("zzz…'"), "{}", e.text);
+    }
+    assert!(
+        errors[8]
+            .text
+            .contains("unknown command '/frob\\u{1b}[31mnicate'"),
+        "{:?}",
+        errors[8].text
+    );
+    assert!(
+        errors[9]
+            .text
+            .contains("'\\u{7}\\u{1b}[2J' is not a nudge number"),
+        "{:?}",
+        errors[9].text
+    );
+    assert!(
+        errors[10].text.contains("\\u{1b}]0;owned\\u{7}"),
+        "{:?}",
+        errors[10].text
+    );
+}
