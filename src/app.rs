@@ -188,14 +188,7 @@ impl App {
             policy: &self.config.policy,
         };
         if let Request::Help(topic) = &request {
-            return match self.specs.help(topic.as_deref()) {
-                Ok(text) => Response {
-                    kind: ReplyKind::Reply,
-                    text,
-                    incident: place,
-                },
-                Err(e) => Response::error(e),
-            };
+            return self.help(topic.as_deref(), place);
         }
         if let Request::Change(crate::domain::Command::Open {
             title,
@@ -300,7 +293,20 @@ impl App {
                     },
                 }
             }
-            Request::Help(_) => unreachable!("answered above"),
+            // Answered above, before any incident is read; answered the same way here.
+            Request::Help(topic) => self.help(topic.as_deref(), Some(id)),
+        }
+    }
+
+    /// `/help`, anywhere.
+    fn help(&self, topic: Option<&str>, place: Option<IncidentId>) -> Response {
+        match self.specs.help(topic) {
+            Ok(text) => Response {
+                kind: ReplyKind::Reply,
+                text,
+                incident: place,
+            },
+            Err(e) => Response::error(e),
         }
     }
 

@@ -270,15 +270,18 @@ impl Config {
                 continue;
             };
             let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let Some((first, below)) = parts.split_first() else {
+                continue;
+            };
             let origin = format!("environment variable {name}");
             let mut leaf = env_value(raw);
-            for p in parts.iter().skip(1).rev() {
+            for p in below.iter().rev() {
                 let mut t = Table::new();
                 t.insert(p.clone(), leaf);
                 leaf = Value::Table(t);
             }
             let mut t = Table::new();
-            t.insert(parts[0].clone(), leaf);
+            t.insert(first.clone(), leaf);
             merge(&mut merged, t, "", &origin, &mut origins);
             read.push(origin);
         }
@@ -383,7 +386,9 @@ impl Config {
                     "must not exceed snooze_total",
                 ));
             }
-            severities[sev.index()] = sp;
+            if let Some(slot) = severities.get_mut(sev.index()) {
+                *slot = sp;
+            }
         }
 
         let mut roster = Roster::default();

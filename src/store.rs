@@ -184,6 +184,8 @@ fn event_key(id: IncidentId, seq: u32) -> Vec<u8> {
     index_key(id, TimerSeq(seq))
 }
 
+// TODO(hardening): the totality lint; the length is checked first, so the slices are in range.
+#[allow(clippy::indexing_slicing)]
 fn decode_timer_key(k: &[u8]) -> Option<(DateTime<Utc>, IncidentId, TimerSeq)> {
     if k.len() != 20 {
         return None;

@@ -191,11 +191,10 @@ pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
     }
     // Keep names readable in a channel list: at most 40 characters of title, cut at a word.
     let slug = slug.trim_matches('-');
-    let slug = if slug.len() > 40 {
-        let cut = &slug[..40];
-        cut.rfind('-').map_or(cut, |i| &cut[..i])
-    } else {
-        slug
+    // The slug is ASCII, so these cuts fall on character boundaries; `get` keeps it total.
+    let slug = match slug.get(..40) {
+        Some(cut) if slug.len() > 40 => cut.rfind('-').and_then(|i| cut.get(..i)).unwrap_or(cut),
+        _ => slug,
     };
     let prefix = match exercise {
         Exercise::Real => format!("inc-{}", id.0),
@@ -738,6 +737,15 @@ impl<'a> Work<'a> {
                     self.ctx.policy.roster.names()
                 ),
             )
+        }
+    }
+
+    /// The active track, to change: refused as `active_track` is.
+    pub(super) fn active_track_mut(&mut self, plan: Plan) -> Result<&mut Track, Refusal> {
+        self.active_track(plan)?;
+        match self.inc.tracks.get_mut(&plan) {
+            Some(t) => Ok(t),
+            None => refuse(RefusalKind::Conflict, format!("Plan {plan} is not open")),
         }
     }
 

@@ -10,6 +10,8 @@ use super::engine::{
 };
 use super::model::*;
 
+const OPEN_ACTS_ON_NONE: &str = "/incident open starts a new incident; it does not act on one";
+
 /// Runs a command against an open incident.
 pub fn handle(
     ctx: &Ctx,
@@ -18,10 +20,7 @@ pub fn handle(
     cmd: &Command,
 ) -> Result<Decision, Refusal> {
     if let Command::Open { .. } = cmd {
-        return refuse(
-            RefusalKind::Conflict,
-            "/incident open starts a new incident; it does not act on one",
-        );
+        return refuse(RefusalKind::Conflict, OPEN_ACTS_ON_NONE);
     }
     if !inc.is_open() {
         return refuse(
@@ -42,7 +41,7 @@ pub fn handle(
     let who = actor.user.clone();
     let id = inc.id;
     let reply = match cmd {
-        Command::Open { .. } => unreachable!("refused above"),
+        Command::Open { .. } => return refuse(RefusalKind::Conflict, OPEN_ACTS_ON_NONE),
         Command::Severity { level, reason } => {
             let from = w.inc.severity;
             if *level == from {
@@ -249,10 +248,14 @@ pub fn handle(
             if let Some(t) = team {
                 mentions.push(Target::Role(t.clone()));
             }
-            let track = &w.inc.tracks[plan];
-            let every = w.cadence(track).map_or("no update cadence".into(), |c| {
-                format!("updates every {}", human(c))
-            });
+            let every = w
+                .inc
+                .tracks
+                .get(plan)
+                .and_then(|t| w.cadence(t))
+                .map_or("no update cadence".into(), |c| {
+                    format!("updates every {}", human(c))
+                });
             w.event(
                 EventKind::PlanOpened { plan: *plan },
                 format!("Plan {plan} opened: {title}"),
@@ -302,13 +305,12 @@ pub fn handle(
                 );
             }
             let idx = *item as usize;
-            if idx == 0 || idx > n {
+            let Some(entry) = idx.checked_sub(1).and_then(|i| track.checklist.get(i)) else {
                 return refuse(
                     RefusalKind::Invalid,
                     format!("option 'item': Plan {plan}'s checklist has items 1 to {n}"),
                 );
-            }
-            let entry = &track.checklist[idx - 1];
+            };
             if let Some((at, by)) = &entry.done {
                 return refuse(
                     RefusalKind::Conflict,
@@ -319,8 +321,10 @@ pub fn handle(
                 );
             }
             let text = entry.text.clone();
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
-            track.checklist[idx - 1].done = Some((now, who.clone()));
+            let track = w.active_track_mut(*plan)?;
+            if let Some(entry) = idx.checked_sub(1).and_then(|i| track.checklist.get_mut(i)) {
+                entry.done = Some((now, who.clone()));
+            }
             let done = track.checklist.iter().filter(|c| c.done.is_some()).count();
             w.event(
                 EventKind::ChecklistTicked {
@@ -358,7 +362,7 @@ pub fn handle(
                 said.push(format!("member {m}"));
                 mentions.push(Target::User(m.clone()));
             }
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            let track = w.active_track_mut(*plan)?;
             if let Some(l) = lead {
                 track.lead = Some(l.clone());
             }
@@ -385,7 +389,7 @@ pub fn handle(
             note,
         } => {
             w.active_track(*plan)?;
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            let track = w.active_track_mut(*plan)?;
             track.state = *outcome;
             track.closed_at = Some(now);
             track.outcome_note = note.clone();
@@ -450,7 +454,7 @@ pub fn handle(
         Command::Update { text, plan } => {
             let plan = plan.unwrap_or(Plan::A);
             w.active_track(plan)?;
-            let track = w.inc.tracks.get_mut(&plan).expect("checked active above");
+            let track = w.active_track_mut(plan)?;
             track.last_activity = now;
             track.updates = track.updates.saturating_add(1);
             track.last_update = Some(TrackUpdate {
@@ -671,13 +675,7 @@ pub fn handle(
                 nudge,
             };
             match plan {
-                Some(p) => {
-                    w.inc
-                        .tracks
-                        .get_mut(p)
-                        .expect("checked active above")
-                        .handover = Some(pending)
-                }
+                Some(p) => w.active_track_mut(*p)?.handover = Some(pending),
                 None => w.inc.handover = Some(pending),
             }
             w.event(
@@ -924,11 +922,12 @@ fn accept_handover(
     }
     let scope = match plan {
         Some(p) => {
-            let t = w
-                .inc
-                .tracks
-                .get_mut(&p)
-                .expect("handover found on it above");
+            let Some(t) = w.inc.tracks.get_mut(&p) else {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("nudge {} has no pending handover", n.id),
+                );
+            };
             t.lead = Some(h.to.clone());
             t.handover = None;
             format!("Plan {p}")

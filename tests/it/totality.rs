@@ -329,7 +329,7 @@ fn errors_cut_huge_input_and_escape_control_characters() {
         format!("/update {mega}:x"),
         format!("/incident open title:x severity:{mega} service:mail"),
         format!("/incident {mega}"),
-        format!("{mega}"),
+        mega.clone(),
         format!("/update text:hi {mega}:\"unclosed"),
         "/frob\u{1b}[31mnicate".to_string(),
         "/ack nudge:\u{7}\u{1b}[2J".to_string(),
