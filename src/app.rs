@@ -217,14 +217,7 @@ impl App {
             policy: &self.config.policy,
         };
         if let Request::Help(topic) = &request {
-            return match self.specs.help(topic.as_deref()) {
-                Ok(text) => Response {
-                    kind: ReplyKind::Reply,
-                    text,
-                    incident: place,
-                },
-                Err(e) => Response::error(e),
-            };
+            return self.help(topic.as_deref(), place);
         }
         if let Request::Change(crate::domain::Command::Open {
             title,
@@ -275,7 +268,9 @@ impl App {
                     if *drill
                         && r.kind == ReplyKind::Reply
                         && let Some(every) = every
-                        && let Err(e) = self.store.set_drill(service.trim(), Some(now + every), &[])
+                        && let Err(e) =
+                            self.store
+                                .set_drill(service.trim(), now.checked_add_signed(every), &[])
                     {
                         tracing::error!(error = %e, "cannot reschedule the drill");
                     }
@@ -327,7 +322,20 @@ impl App {
                     },
                 }
             }
-            Request::Help(_) => unreachable!("answered above"),
+            // Answered above, before any incident is read; answered the same way here.
+            Request::Help(topic) => self.help(topic.as_deref(), Some(id)),
+        }
+    }
+
+    /// `/help`, anywhere.
+    fn help(&self, topic: Option<&str>, place: Option<IncidentId>) -> Response {
+        match self.specs.help(topic) {
+            Ok(text) => Response {
+                kind: ReplyKind::Reply,
+                text,
+                incident: place,
+            },
+            Err(e) => Response::error(e),
         }
     }
 
@@ -434,7 +442,11 @@ impl App {
         for (name, svc) in &self.config.policy.services {
             let has = scheduled.iter().any(|(_, s)| s == name);
             match svc.drill_every {
-                Some(every) if !has => self.store.set_drill(name, Some(now + every), &[])?,
+                // A drill beyond the last representable time is no drill at all.
+                Some(every) if !has => {
+                    self.store
+                        .set_drill(name, now.checked_add_signed(every), &[])?
+                }
                 _ => {}
             }
         }
@@ -484,8 +496,11 @@ impl App {
         out.to = Destination::Ops;
         let mut queued = self.direct_copies(None, &out)?;
         queued.insert(0, out);
-        self.store
-            .set_drill(service, Some(now + chrono::TimeDelta::days(1)), &queued)?;
+        self.store.set_drill(
+            service,
+            now.checked_add_signed(chrono::TimeDelta::days(1)),
+            &queued,
+        )?;
         self.outbox_ready.notify_one();
         Ok(())
     }

@@ -18,7 +18,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+    sorted.get(i).or(sorted.last()).copied().unwrap_or_default()
 }
 
 fn micros(d: Duration) -> String {

@@ -13,7 +13,7 @@ use crate::domain::{
     Permissions, Plan, PlanTemplate, Policy, Principal, RoleKey, Roster, ServicePolicy, Severity,
     SeverityPolicy, Tier, UserName,
 };
-use crate::spec::CommandSet;
+use crate::spec::{CommandSet, DurationError, echo};
 
 /// The built-in configuration, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -23,6 +23,10 @@ pub const DEFAULT_USER_FILE: &str = "config/warroom.toml";
 
 /// The largest `nudge_handoff_after` accepted: beyond it a typo would mean "never".
 const HANDOFF_MAX: u32 = 100;
+
+/// The longest duration the configuration accepts (a yearly drill fits): every time warroom
+/// computes from one stays far inside what a time can hold.
+pub const MAX_DURATION: TimeDelta = TimeDelta::days(366);
 
 /// Tables that a user's file replaces wholesale instead of merging key by key: a real roster
 /// must not inherit the demo people.
@@ -190,9 +194,20 @@ impl Reader<'_> {
         match t.get(key) {
             None => Err(self.err(path, format!("missing; {expected}"))),
             Some(Value::String(s)) if s.trim() == "off" => Ok(None),
-            Some(Value::String(s)) => crate::spec::parse_duration(s)
-                .map(Some)
-                .ok_or_else(|| self.err(path, format!("{expected}, found \"{s}\""))),
+            Some(Value::String(s)) => match crate::spec::parse_duration_within(s, MAX_DURATION) {
+                Ok(d) => Ok(Some(d)),
+                Err(DurationError::NotADuration) => {
+                    Err(self.err(path, format!("{expected}, found \"{}\"", echo(s))))
+                }
+                Err(DurationError::Fraction | DurationError::TooLong) => Err(self.err(
+                    path,
+                    format!(
+                        "expected whole seconds from 1s to {}, or \"off\", found \"{}\"",
+                        crate::domain::engine::human(MAX_DURATION),
+                        echo(s)
+                    ),
+                )),
+            },
             Some(other) => Err(self.err(path, format!("{expected}, found {}", other.type_str()))),
         }
     }
@@ -257,15 +272,18 @@ impl Config {
                 continue;
             };
             let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let Some((first, below)) = parts.split_first() else {
+                continue;
+            };
             let origin = format!("environment variable {name}");
             let mut leaf = env_value(raw);
-            for p in parts.iter().skip(1).rev() {
+            for p in below.iter().rev() {
                 let mut t = Table::new();
                 t.insert(p.clone(), leaf);
                 leaf = Value::Table(t);
             }
             let mut t = Table::new();
-            t.insert(parts[0].clone(), leaf);
+            t.insert(first.clone(), leaf);
             merge(&mut merged, t, "", &origin, &mut origins);
             read.push(origin);
         }
@@ -371,7 +389,9 @@ impl Config {
                     "must not exceed snooze_total",
                 ));
             }
-            severities[sev.index()] = sp;
+            if let Some(slot) = severities.get_mut(sev.index()) {
+                *slot = sp;
+            }
         }
 
         let mut roster = Roster::default();
@@ -934,5 +954,33 @@ mod tests {
         assert!(e.contains("policy.sev2.nudge_repeat"), "{e}");
         assert!(e.contains("WARROOM__POLICY__SEV2__NUDGE_REPEAT"), "{e}");
         assert!(e.contains("\"soon\""), "{e}");
+    }
+
+    #[test]
+    fn durations_beyond_a_year_or_with_fractions_are_refused_by_key() {
+        let load = |v: &str| {
+            Config::load(
+                None,
+                &[(
+                    "WARROOM__POLICY__SEV1__L1_BUDGET".to_string(),
+                    v.to_string(),
+                )],
+            )
+        };
+        for bad in [
+            "1000000000000000s",
+            "367d",
+            "99999999999999999999999s",
+            "1500ms",
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("policy.sev1.l1_budget"), "{bad}: {e}");
+            assert!(e.contains("whole seconds from 1s to 366d"), "{bad}: {e}");
+        }
+        let c = load("366d").unwrap();
+        assert_eq!(
+            c.policy.for_severity(Severity::Sev1).l1_budget,
+            Some(TimeDelta::days(366))
+        );
     }
 }

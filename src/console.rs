@@ -61,6 +61,8 @@ pub struct ConsoleOptions {
     pub acting: Option<UserName>,
 }
 
+// A constant pattern, checked by the tests that render times: `expect` cannot fire at run time.
+#[allow(clippy::expect_used)]
 fn time_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"<t:(-?\d+):[a-zA-Z]>").expect("static regex"))

@@ -3,6 +3,13 @@
 //! The engine (`domain`) is pure; `store` persists it in sled; `app` ties them to a chat
 //! port; `console` and `discord` are the front ends. See ARCHITECTURE.md.
 
+// Totality: outside tests, no unwrap, expect or unchecked indexing. Each exception names the
+// invariant that makes it safe, beside a local allow.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod app;
 pub mod bench;
 pub mod clock;

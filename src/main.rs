@@ -1,5 +1,11 @@
 //! The `warroom` binary: a thin command line over the library.
 
+// Totality, as in the library: see src/lib.rs.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::domain::engine::human;
 use crate::domain::{
     Command, Deadline, IncidentRole, NudgeId, Plan, RoleKey, Severity, Tier, TrackState, UserName,
     policy::is_role_key,
@@ -289,11 +290,13 @@ impl CommandSet {
     }
 
     /// The definitions compiled into the binary.
+    // Invariant: the sources are compiled in, and a unit test parses them
+    // (`builtin_definitions_parse_and_fit_discord_limits`), so a failure here is a build
+    // defect, never user input.
+    #[allow(clippy::expect_used)]
     pub fn builtin() -> &'static CommandSet {
         static SET: OnceLock<CommandSet> = OnceLock::new();
         SET.get_or_init(|| {
-            // The sources are compiled in and checked by tests, so a failure here is a build
-            // defect, not user input.
             CommandSet::from_sources(SOURCES).expect("commands/*.toml are valid (tested)")
         })
     }
@@ -426,6 +429,9 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+// Invariant: a constant pattern, compiled by every parse in the tests; it cannot fail at run
+// time on any input.
+#[allow(clippy::expect_used)]
 fn token_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
@@ -434,6 +440,8 @@ fn token_re() -> &'static Regex {
     })
 }
 
+// Invariant: as `token_re`, a constant pattern exercised by the tests.
+#[allow(clippy::expect_used)]
 fn user_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,31}$").expect("static regex"))
@@ -461,10 +469,72 @@ pub fn parse_duration(s: &str) -> Option<TimeDelta> {
     (d > TimeDelta::zero()).then_some(d)
 }
 
+/// The longest duration a command option accepts.
+pub const MAX_DURATION: TimeDelta = TimeDelta::days(30);
+
+/// Why a written duration does not fit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a duration at all (or zero).
+    NotADuration,
+    /// It has a fraction of a second: durations are stored in whole seconds.
+    Fraction,
+    /// Longer than the limit (or than any time can hold).
+    TooLong,
+}
+
+/// Parses a duration in whole seconds, from 1s up to `max`.
+pub fn parse_duration_within(s: &str, max: TimeDelta) -> Result<TimeDelta, DurationError> {
+    let d = match humantime::parse_duration(s.trim()) {
+        Ok(d) => d,
+        Err(humantime::DurationError::NumberOverflow) => return Err(DurationError::TooLong),
+        Err(_) => return Err(DurationError::NotADuration),
+    };
+    let d = TimeDelta::from_std(d).map_err(|_| DurationError::TooLong)?;
+    if d <= TimeDelta::zero() {
+        Err(DurationError::NotADuration)
+    } else if d.subsec_nanos() != 0 {
+        Err(DurationError::Fraction)
+    } else if d > max {
+        Err(DurationError::TooLong)
+    } else {
+        Ok(d)
+    }
+}
+
+/// The longest command line read: every option at its longest fits several times over.
+pub const MAX_LINE: usize = 8000;
+
+/// How much of a user's input an error message echoes.
+pub const ECHO_MAX: usize = 80;
+
+/// User input as an error message echoes it: control characters escaped (`\u{1b}`), and cut
+/// to `ECHO_MAX` characters with "…", so that neither a megabyte nor a terminal escape comes
+/// back to the sender.
+pub fn echo(input: &str) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in input.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        let len = piece.chars().count();
+        if shown + len > ECHO_MAX {
+            out.push('…');
+            break;
+        }
+        shown += len;
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// Parses a value for an option; the error says what is expected.
 pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
     let raw_t = raw.trim();
-    let bad = |what: &str| format!("option '{}': '{raw}' is not {what}", opt.name);
+    let bad = |what: &str| format!("option '{}': '{}' is not {what}", opt.name, echo(raw));
     match opt.kind {
         OptionType::Text => {
             if raw_t.is_empty() {
@@ -506,9 +576,22 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             .parse::<Plan>()
             .map(Value::Plan)
             .map_err(|_| bad("a plan; use A, B, C or D")),
-        OptionType::Duration => parse_duration(raw_t)
-            .map(Value::Duration)
-            .ok_or_else(|| bad("a duration; write it like 45m or 1h30m")),
+        OptionType::Duration => match parse_duration_within(raw_t, MAX_DURATION) {
+            Ok(d) => Ok(Value::Duration(d)),
+            Err(DurationError::NotADuration) => Err(bad("a duration; write it like 45m or 1h30m")),
+            Err(DurationError::Fraction) => Err(format!(
+                "option '{}': '{}' has a fraction of a second; durations are whole seconds, from 1s to {}",
+                opt.name,
+                echo(raw_t),
+                human(MAX_DURATION)
+            )),
+            Err(DurationError::TooLong) => Err(format!(
+                "option '{}': '{}' is out of range; a duration here is from 1s to {}",
+                opt.name,
+                echo(raw_t),
+                human(MAX_DURATION)
+            )),
+        },
         OptionType::User => {
             let name = raw_t.trim_start_matches('@');
             if user_re().is_match(name) {
@@ -546,8 +629,22 @@ pub fn parse_value(opt: &OptionSpec, raw: &str) -> Result<Value, String> {
             .map(Value::Number)
             .ok_or_else(|| bad("a whole number from 1")),
         OptionType::Deadline => {
-            if let Some(d) = parse_duration(raw_t) {
+            let in_form = parse_duration_within(raw_t, Deadline::MAX_AHEAD);
+            if let Ok(d) = in_form {
                 Ok(Value::Deadline(Deadline::In(d)))
+            } else if in_form == Err(DurationError::TooLong) {
+                Err(format!(
+                    "option '{}': '{}' is too far ahead; it must fall within {} from now",
+                    opt.name,
+                    echo(raw_t),
+                    human(Deadline::MAX_AHEAD)
+                ))
+            } else if in_form == Err(DurationError::Fraction) {
+                Err(format!(
+                    "option '{}': '{}' has a fraction of a second; write whole seconds, like 30m",
+                    opt.name,
+                    echo(raw_t)
+                ))
             } else if let Ok(t) = NaiveTime::parse_from_str(raw_t, "%H:%M") {
                 Ok(Value::Deadline(Deadline::At(t)))
             } else if let Ok(t) = DateTime::parse_from_rfc3339(raw_t) {
@@ -569,9 +666,19 @@ impl CommandSet {
     /// Parses one line such as `/incident open title:"Mail down" severity:1 service:mail`.
     pub fn parse(&self, line: &str) -> Result<Invocation, ParseError> {
         let line = line.trim();
+        let length = line.chars().count();
+        if length > MAX_LINE {
+            return Err(ParseError {
+                message: format!(
+                    "'{}' is {length} characters long; a command line holds at most {MAX_LINE}",
+                    echo(line)
+                ),
+                usage: self.overview_usage(),
+            });
+        }
         let Some(rest) = line.strip_prefix('/') else {
             return Err(ParseError {
-                message: format!("'{line}' is not a command; commands start with /"),
+                message: format!("'{}' is not a command; commands start with /", echo(line)),
                 usage: self.overview_usage(),
             });
         };
@@ -586,7 +693,7 @@ impl CommandSet {
                 .collect::<Vec<_>>()
                 .join(" ");
             return Err(ParseError {
-                message: format!("unknown command '/{name}'; commands are: {names}"),
+                message: format!("unknown command '/{}'; commands are: {names}", echo(name)),
                 usage: self.overview_usage(),
             });
         };
@@ -622,7 +729,8 @@ impl CommandSet {
                     None => {
                         return Err(ParseError {
                             message: format!(
-                                "/{name} has no subcommand '{sub}'; use one of: {subs}"
+                                "/{name} has no subcommand '{}'; use one of: {subs}",
+                                echo(sub)
                             ),
                             usage,
                         });
@@ -633,6 +741,17 @@ impl CommandSet {
         let fail = |message: String| ParseError {
             message: format!("/{}: {message}", spec.path),
             usage: spec.usage(),
+        };
+        let options_are = if spec.options.is_empty() {
+            "this command takes no options".to_string()
+        } else {
+            let known = spec
+                .options
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("its options are: {known}")
         };
         let mut values = BTreeMap::new();
         // A command with a single option also takes its value bare: `/help incident`, `/ack 3`.
@@ -647,40 +766,42 @@ impl CommandSet {
         while !rest.trim().is_empty() {
             let caps = token_re()
                 .captures(rest)
-                .ok_or_else(|| fail(format!("cannot read '{}'", rest.trim())))?;
+                .ok_or_else(|| fail(format!("cannot read '{}'", echo(rest.trim()))))?;
             let whole = caps.get(0).map_or(0, |m| m.end());
             rest = &rest[whole..];
             if let Some(word) = caps.get(4) {
-                return Err(fail(format!(
-                    "unexpected '{}'; options are written name:value, and text with spaces goes in quotes",
-                    word.as_str()
-                )));
+                let word = word.as_str();
+                return Err(fail(match word.split_once(':') {
+                    // Written name:value, but the name is not one an option can have (`🔥:x`).
+                    Some((name, _)) if !name.is_empty() && !name.starts_with('"') => {
+                        format!("unknown option '{}'; {options_are}", echo(name))
+                    }
+                    Some(("", _)) => format!(
+                        "'{}' has no option name before the colon; {options_are}",
+                        echo(word)
+                    ),
+                    _ => format!(
+                        "unexpected '{}'; options are written name:value ({options_are}), and text with spaces goes in quotes",
+                        echo(word)
+                    ),
+                }));
             }
             let key = caps.get(1).map_or("", |m| m.as_str());
             let raw = match (caps.get(2), caps.get(3)) {
                 (Some(q), _) => unescape(q.as_str()),
                 (None, Some(v)) if v.as_str().starts_with('"') => {
                     return Err(fail(format!(
-                        "option '{key}': the opening quote is never closed"
+                        "option '{}': the opening quote is never closed",
+                        echo(key)
                     )));
                 }
                 (None, Some(v)) => v.as_str().to_string(),
                 (None, None) => String::new(),
             };
             let Some(opt) = spec.options.iter().find(|o| o.name == key) else {
-                let known = spec
-                    .options
-                    .iter()
-                    .map(|o| o.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 return Err(fail(format!(
-                    "unknown option '{key}'; {}",
-                    if known.is_empty() {
-                        "this command takes no options".to_string()
-                    } else {
-                        format!("its options are: {known}")
-                    }
+                    "unknown option '{}'; {options_are}",
+                    echo(key)
                 )));
             };
             if values.contains_key(key) {
@@ -716,7 +837,10 @@ impl CommandSet {
             Some(name) => {
                 let top_name = name.split_whitespace().next().unwrap_or(name);
                 let top = self.top(top_name).ok_or_else(|| {
-                    format!("/help: there is no command '/{top_name}'; /help lists them all")
+                    format!(
+                        "/help: there is no command '/{}'; /help lists them all",
+                        echo(top_name)
+                    )
                 })?;
                 let mut out = vec![format!("/{} — {}", top.name, top.description)];
                 for c in top.runnable() {
@@ -1052,6 +1176,30 @@ description = "fine"
                 .message
                 .contains("not a nudge number")
         );
+    }
+
+    #[test]
+    fn an_option_name_no_option_can_have_is_named_with_the_valid_ones() {
+        let e = CommandSet::builtin().parse("/update 🔥:x").unwrap_err();
+        assert_eq!(
+            e.message,
+            "/update: unknown option '🔥'; its options are: text, plan"
+        );
+        let e = CommandSet::builtin().parse("/update :x").unwrap_err();
+        assert!(e.message.contains("':x' has no option name"), "{e}");
+    }
+
+    #[test]
+    fn echoed_input_is_cut_and_its_control_characters_escaped() {
+        assert_eq!(echo("plain"), "plain");
+        assert_eq!(echo("a\u{1b}[2Jb\u{7}"), "a\\u{1b}[2Jb\\u{7}");
+        let long = "x".repeat(1_000_000);
+        let shown = echo(&long);
+        assert_eq!(shown.chars().count(), ECHO_MAX + 1);
+        assert!(shown.ends_with('…'));
+        // An escape is never cut in half.
+        let e = echo(&format!("{}\u{1b}", "y".repeat(ECHO_MAX - 2)));
+        assert!(e.ends_with("y…"), "{e}");
     }
 
     #[test]

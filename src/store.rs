@@ -346,6 +346,8 @@ fn event_key(id: IncidentId, seq: u32) -> Vec<u8> {
     index_key(id, TimerSeq(seq))
 }
 
+// The length is checked first, so the fixed slices are in range.
+#[allow(clippy::indexing_slicing)]
 fn decode_timer_key(k: &[u8]) -> Option<(DateTime<Utc>, IncidentId, TimerSeq)> {
     if k.len() != 20 {
         return None;
@@ -357,10 +359,11 @@ fn decode_timer_key(k: &[u8]) -> Option<(DateTime<Utc>, IncidentId, TimerSeq)> {
     Some((due, IncidentId(id), TimerSeq(seq)))
 }
 
-fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising our own plain data structures to JSON cannot fail: no maps with non-string
-    // keys, no custom serialisers that error.
-    serde_json::to_vec(v).expect("warroom's records serialise to JSON")
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    // Our records are meant to serialise (maps keyed by enums use string keys), but a record
+    // that cannot is a refused write, never a crash.
+    serde_json::to_vec(v)
+        .map_err(|e| StoreError::Sled(format!("a record cannot be written as JSON: {e}")))
 }
 
 impl Store {
@@ -718,12 +721,12 @@ impl Store {
             .iter()
             .filter(|t| !old.iter().any(|o| o.seq == t.seq))
             .collect();
-        let incident_bytes = to_json(c.after);
+        let incident_bytes = to_json(c.after)?;
         let events: Vec<(Vec<u8>, Vec<u8>)> = c
             .events
             .iter()
-            .map(|e| (event_key(id, e.seq), to_json(e)))
-            .collect();
+            .map(|e| Ok((event_key(id, e.seq), to_json(e)?)))
+            .collect::<Result<_, StoreError>>()?;
         let added: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = added
             .iter()
             .map(|t| {
@@ -732,13 +735,13 @@ impl Store {
                     seq: t.seq,
                     kind: t.kind.clone(),
                 };
-                (
+                Ok((
                     timer_key(t.due, id, t.seq),
                     index_key(id, t.seq),
-                    to_json(&rec),
-                )
+                    to_json(&rec)?,
+                ))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         let removed: Vec<(Vec<u8>, Vec<u8>)> = removed
             .iter()
             .map(|t| (timer_key(t.due, id, t.seq), index_key(id, t.seq)))
@@ -746,8 +749,8 @@ impl Store {
         let outbox: Vec<([u8; 8], Vec<u8>)> = c
             .outbox
             .iter()
-            .map(|o| (o.id.to_be_bytes(), to_json(o)))
-            .collect();
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         let new_incident = c.before.is_none();
         // Commits are serialised by the caller; the lock keeps the counts and meta in step.
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -882,10 +885,10 @@ impl Store {
     pub fn queue(&self, msgs: &[Outgoing], replacing: Option<&Outgoing>) -> Result<(), StoreError> {
         let mut rows: Vec<([u8; 8], Vec<u8>)> = msgs
             .iter()
-            .map(|o| (o.id.to_be_bytes(), to_json(o)))
-            .collect();
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         if let Some(r) = replacing {
-            rows.push((r.id.to_be_bytes(), to_json(r)));
+            rows.push((r.id.to_be_bytes(), to_json(r)?));
         }
         let mut batch = sled::Batch::default();
         for (k, v) in &rows {
@@ -907,11 +910,11 @@ impl Store {
         let key = original.id.to_be_bytes();
         let mut marked = original.clone();
         marked.fallback_done = true;
-        let marked = to_json(&marked);
+        let marked = to_json(&marked)?;
         let rows: Vec<([u8; 8], Vec<u8>)> = copies
             .iter()
-            .map(|o| (o.id.to_be_bytes(), to_json(o)))
-            .collect();
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         let queued = self
             .outbox
             .transaction(|out| {
@@ -942,11 +945,11 @@ impl Store {
             reason: reason.to_string(),
         };
         let key = msg.id.to_be_bytes();
-        let record = to_json(&record);
+        let record = to_json(&record)?;
         let notices: Vec<([u8; 8], Vec<u8>)> = notices
             .iter()
-            .map(|o| (o.id.to_be_bytes(), to_json(o)))
-            .collect();
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         (&self.outbox, &self.dead)
             .transaction(|(out, dead)| {
                 out.remove(&key)?;
@@ -977,8 +980,8 @@ impl Store {
         };
         let rows: Vec<([u8; 8], Vec<u8>)> = letters
             .iter()
-            .map(|d| (d.message.id.to_be_bytes(), to_json(&d.message)))
-            .collect();
+            .map(|d| Ok((d.message.id.to_be_bytes(), to_json(&d.message)?)))
+            .collect::<Result<_, StoreError>>()?;
         (&self.outbox, &self.dead)
             .transaction(|(out, dead)| {
                 for (k, v) in &rows {
@@ -1041,8 +1044,8 @@ impl Store {
         let new = due.map(|d| Self::drill_key(d, service));
         let out: Vec<([u8; 8], Vec<u8>)> = outbox
             .iter()
-            .map(|o| (o.id.to_be_bytes(), to_json(o)))
-            .collect();
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         (&self.schedule, &self.outbox)
             .transaction(|(sched, ob)| {
                 for k in &old {
@@ -1289,7 +1292,7 @@ impl Store {
             // Renumbered too, so that a retried dead letter cannot collide with a new message.
             let mut d = d.clone();
             d.message.id = self.outbox_id()?;
-            self.dead.insert(d.message.id.to_be_bytes(), to_json(&d))?;
+            self.dead.insert(d.message.id.to_be_bytes(), to_json(&d)?)?;
         }
         for (k, v) in &s.adapter {
             if !k.starts_with("discord/attempt/") {

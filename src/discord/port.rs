@@ -209,6 +209,9 @@ impl DiscordPort {
     }
 
     /// Sends one request once its rate limits admit it, and reads what Discord answered.
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn send(
         &self,
         route: Route<'_>,
@@ -362,6 +365,9 @@ impl DiscordPort {
     }
 
     /// The incident's channel: known, found by name (after a crash), or created now.
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn channel(&self, incident: IncidentId, name: &str) -> Result<ChannelId, DeliveryError> {
         let key = format!("discord/channel/{}", incident.0);
         if let Some(id) = self.get_id(&key) {
@@ -561,6 +567,9 @@ impl DiscordPort {
     }
 
     /// Whether a message with this content is among the channel's latest, posted by a bot.
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn already_posted(&self, channel: ChannelId, content: &str) -> Result<bool, Failure> {
         let recent = self
             .send(
@@ -582,6 +591,9 @@ impl DiscordPort {
     /// Posts one outbox message at most once, as far as can be known. Discord drops a repeated
     /// nonce only for a few minutes, so an attempt is recorded before it is sent; a later retry
     /// of an attempt that got no answer first looks for the message among the channel's latest.
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn post_once(
         &self,
         channel: ChannelId,
@@ -641,6 +653,9 @@ impl DiscordPort {
             .or_else(|| user.as_str().strip_prefix("discord-")?.parse().ok())
     }
 
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn dm_channel(&self, user: u64) -> Result<ChannelId, Failure> {
         let key = format!("discord/dm/{user}");
         if let Some(id) = self.get_id(&key) {
@@ -765,6 +780,9 @@ impl DiscordPort {
     }
 
     /// Creates the pinned status card, or edits it in place.
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
     async fn card(&self, inc: &Incident, channel: ChannelId, nonce: String) -> Result<(), Failure> {
         let embed = status_embed(inc, &self.app.health.lines_for(inc.id));
         let key = format!("discord/card/{}", inc.id.0);

@@ -36,7 +36,8 @@ fn plan_colour(p: Plan) -> &'static str {
     }
 }
 
-/// A tick spacing that gives five to twelve ticks.
+/// A tick spacing that gives five to twelve ticks; beyond twelve days, whole days that still
+/// give at most about twelve, however long the span.
 fn tick_step(span: TimeDelta) -> TimeDelta {
     let mins = span.num_minutes().max(1);
     for step in [5, 10, 15, 30, 60, 120, 180, 360, 720, 1440] {
@@ -44,7 +45,7 @@ fn tick_step(span: TimeDelta) -> TimeDelta {
             return TimeDelta::minutes(step);
         }
     }
-    TimeDelta::days(1)
+    TimeDelta::try_days(span.num_days() / 12 + 1).unwrap_or(TimeDelta::MAX)
 }
 
 /// Renders the incident as an SVG chart. `now` ends the chart for an open incident.
@@ -52,7 +53,11 @@ pub fn svg(inc: &Incident, events: &[Event], now: DateTime<Utc>) -> String {
     let start = inc.opened_at;
     let end = match &inc.state {
         IncidentState::Resolved { at, .. } => *at,
-        IncidentState::Open => now.max(start + TimeDelta::minutes(1)),
+        IncidentState::Open => now.max(
+            start
+                .checked_add_signed(TimeDelta::minutes(1))
+                .unwrap_or(start),
+        ),
     };
     let span = (end - start).max(TimeDelta::minutes(1));
     let x = |t: DateTime<Utc>| {
@@ -107,7 +112,10 @@ pub fn svg(inc: &Incident, events: &[Event], now: DateTime<Utc>) -> String {
             axis_y + 16.0,
             t.format("%H:%M")
         ));
-        t += step;
+        match t.checked_add_signed(step) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     out.push_str(&grid);
     let legend_y = axis_y + 36.0;

@@ -13,18 +13,21 @@ pub enum Deadline {
 }
 
 impl Deadline {
+    /// How far ahead a deadline (a vendor's promised callback) may fall.
+    pub const MAX_AHEAD: TimeDelta = TimeDelta::days(7);
+
     /// The absolute time this deadline names, seen from `now`; a clock time means its next
-    /// occurrence.
-    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+    /// occurrence. None when that time is beyond what a time can hold.
+    pub fn resolve(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Deadline::In(d) => now + d,
-            Deadline::Exactly(t) => t,
+            Deadline::In(d) => now.checked_add_signed(d),
+            Deadline::Exactly(t) => Some(t),
             Deadline::At(t) => {
                 let today = now.date_naive().and_time(t).and_utc();
                 if today > now {
-                    today
+                    Some(today)
                 } else {
-                    today + TimeDelta::days(1)
+                    today.checked_add_signed(TimeDelta::days(1))
                 }
             }
         }

@@ -154,6 +154,10 @@ pub(super) fn later(t: DateTime<Utc>, d: TimeDelta) -> Option<DateTime<Utc>> {
     t.checked_add_signed(d)
 }
 
+/// Why a command is refused when one of its timers would fall beyond the last representable
+/// time (only a clock set near the end of time gets there).
+pub(super) const BEYOND_TIME: &str = "warroom cannot schedule this: one of its timers would fall beyond the latest time it can represent; nothing changed";
+
 /// A time relative to now for chat: `<t:UNIX:R>`.
 pub fn relative(t: DateTime<Utc>) -> String {
     format!("<t:{}:R>", t.timestamp())
@@ -187,11 +191,10 @@ pub fn channel_name(id: IncidentId, title: &str, exercise: Exercise) -> String {
     }
     // Keep names readable in a channel list: at most 40 characters of title, cut at a word.
     let slug = slug.trim_matches('-');
-    let slug = if slug.len() > 40 {
-        let cut = &slug[..40];
-        cut.rfind('-').map_or(cut, |i| &cut[..i])
-    } else {
-        slug
+    // The slug is ASCII, so these cuts fall on character boundaries; `get` keeps it total.
+    let slug = match slug.get(..40) {
+        Some(cut) if slug.len() > 40 => cut.rfind('-').and_then(|i| cut.get(..i)).unwrap_or(cut),
+        _ => slug,
     };
     let prefix = match exercise {
         Exercise::Real => format!("inc-{}", id.0),
@@ -340,6 +343,9 @@ pub(super) struct Work<'a> {
     pub(super) events: Vec<Event>,
     pub(super) messages: Vec<Message>,
     pub(super) actor: Option<UserName>,
+    /// A timer was left out because its time could not be represented: a command that gets
+    /// here is refused; a fired timer goes on without it.
+    pub(super) beyond_time: bool,
 }
 
 impl<'a> Work<'a> {
@@ -350,7 +356,24 @@ impl<'a> Work<'a> {
             events: Vec::new(),
             messages: Vec::new(),
             actor: actor.cloned(),
+            beyond_time: false,
         }
+    }
+
+    /// `from + after`, for a timer; None (and the decision marked `beyond_time`) when it
+    /// cannot be represented.
+    pub(super) fn after(&mut self, from: DateTime<Utc>, after: TimeDelta) -> Option<DateTime<Utc>> {
+        let t = later(from, after);
+        self.beyond_time |= t.is_none();
+        t
+    }
+
+    /// The finished decision of a command, or its refusal if a timer fell beyond time.
+    pub(super) fn finish_command(self, reply: String) -> Result<Decision, Refusal> {
+        if self.beyond_time {
+            return refuse(RefusalKind::Invalid, BEYOND_TIME);
+        }
+        Ok(self.finish(reply))
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {
@@ -371,13 +394,13 @@ impl<'a> Work<'a> {
     }
 
     pub(super) fn next_seq(&mut self) -> u32 {
-        self.inc.next_seq += 1;
+        self.inc.next_seq = self.inc.next_seq.saturating_add(1);
         self.inc.next_seq
     }
 
     pub(super) fn event(&mut self, kind: EventKind, text: impl Into<String>) {
         let seq = self.inc.timeline_len;
-        self.inc.timeline_len += 1;
+        self.inc.timeline_len = self.inc.timeline_len.saturating_add(1);
         self.events.push(Event {
             seq,
             at: self.now(),
@@ -483,9 +506,8 @@ impl<'a> Work<'a> {
         let id = self.next_nudge_id();
         let now = self.now();
         self.send_nudge(id, &kind, &targets, format!("Nudge {id} · {text}"), 1, "to");
-        if let Some(due) = self
-            .repeat_interval(&kind)
-            .and_then(|every| later(now, every))
+        if let Some(every) = self.repeat_interval(&kind)
+            && let Some(due) = self.after(now, every)
         {
             self.add_timer(due, TimerKind::NudgeRepeat { nudge: id });
         }
@@ -584,10 +606,13 @@ impl<'a> Work<'a> {
             &format!("superseded by the escalation to {to}"),
         );
         let next = match (self.sp().budget(to), to.next()) {
-            (Some(budget), Some(next)) => {
-                self.add_timer(now + budget, TimerKind::TierBudget { tier: to });
-                format!(" Auto-escalation to {next} at {}.", clock(now + budget))
-            }
+            (Some(budget), Some(next)) => match self.after(now, budget) {
+                Some(due) => {
+                    self.add_timer(due, TimerKind::TierBudget { tier: to });
+                    format!(" Auto-escalation to {next} at {}.", clock(due))
+                }
+                None => String::new(),
+            },
             _ => String::new(),
         };
         self.event(
@@ -641,9 +666,8 @@ impl<'a> Work<'a> {
             .collect::<Vec<_>>()
             .join("; ");
         let deadline = match (&self.inc.plan_b, self.sp().plan_b_after) {
-            (PlanBDecision::Pending, Some(after)) => {
-                format!(" Plan B deadline {}.", clock(self.inc.opened_at + after))
-            }
+            (PlanBDecision::Pending, Some(after)) => later(self.inc.opened_at, after)
+                .map_or(String::new(), |t| format!(" Plan B deadline {}.", clock(t))),
             _ => String::new(),
         };
         self.event(
@@ -675,8 +699,10 @@ impl<'a> Work<'a> {
     pub(super) fn arm_silence(&mut self, plan: Plan, from: DateTime<Utc>) {
         self.cancel_timers(|k| *k == TimerKind::TrackSilence { plan });
         let cadence = self.inc.tracks.get(&plan).and_then(|t| self.cadence(t));
-        if let Some(c) = cadence {
-            self.add_timer(from + c, TimerKind::TrackSilence { plan });
+        if let Some(c) = cadence
+            && let Some(due) = self.after(from, c)
+        {
+            self.add_timer(due, TimerKind::TrackSilence { plan });
         }
     }
 
@@ -688,9 +714,10 @@ impl<'a> Work<'a> {
         let sp = self.sp();
         let tier = self.inc.tier;
         self.cancel_timers(|k| matches!(k, TimerKind::TierBudget { .. }));
-        if let Some(b) = sp.budget(tier) {
-            let due = at_least_now(self.inc.tier_entered_at + b);
-            self.add_timer(due, TimerKind::TierBudget { tier });
+        if let Some(b) = sp.budget(tier)
+            && let Some(due) = self.after(self.inc.tier_entered_at, b)
+        {
+            self.add_timer(at_least_now(due), TimerKind::TierBudget { tier });
         }
         let plan_b_pending = self.inc.plan_b == PlanBDecision::Pending
             && !self
@@ -699,9 +726,11 @@ impl<'a> Work<'a> {
                 .iter()
                 .any(|n| n.kind == NudgeKind::PlanBDue);
         self.cancel_timers(|k| *k == TimerKind::PlanBDeadline);
-        if plan_b_pending && let Some(after) = sp.plan_b_after {
-            let due = at_least_now(self.inc.opened_at + after);
-            self.add_timer(due, TimerKind::PlanBDeadline);
+        if plan_b_pending
+            && let Some(after) = sp.plan_b_after
+            && let Some(due) = self.after(self.inc.opened_at, after)
+        {
+            self.add_timer(at_least_now(due), TimerKind::PlanBDeadline);
         }
         let plans: Vec<(Plan, DateTime<Utc>)> = self
             .inc
@@ -711,8 +740,10 @@ impl<'a> Work<'a> {
         for (plan, last) in plans {
             self.cancel_timers(|k| *k == TimerKind::TrackSilence { plan });
             let cadence = self.inc.tracks.get(&plan).and_then(|t| self.cadence(t));
-            if let Some(c) = cadence {
-                self.add_timer(at_least_now(last + c), TimerKind::TrackSilence { plan });
+            if let Some(c) = cadence
+                && let Some(due) = self.after(last, c)
+            {
+                self.add_timer(at_least_now(due), TimerKind::TrackSilence { plan });
             }
         }
         type OpenNudge = (NudgeId, NudgeKind, DateTime<Utc>, Option<DateTime<Utc>>);
@@ -727,7 +758,7 @@ impl<'a> Work<'a> {
             self.cancel_timers(|k| *k == TimerKind::NudgeRepeat { nudge: id });
             let due = match (snoozed, self.repeat_interval(&kind)) {
                 (Some(until), _) if until > now => Some(until),
-                (_, Some(every)) => Some(at_least_now(last_sent + every)),
+                (_, Some(every)) => self.after(last_sent, every).map(at_least_now),
                 (_, None) => None,
             };
             if let Some(due) = due {
@@ -799,6 +830,15 @@ impl<'a> Work<'a> {
             out.push(format!("taking over {}", inc.id));
         }
         out
+    }
+
+    /// The active track, to change: refused as `active_track` is.
+    pub(super) fn active_track_mut(&mut self, plan: Plan) -> Result<&mut Track, Refusal> {
+        self.active_track(plan)?;
+        match self.inc.tracks.get_mut(&plan) {
+            Some(t) => Ok(t),
+            None => refuse(RefusalKind::Conflict, format!("Plan {plan} is not open")),
+        }
     }
 
     pub(super) fn active_track(&self, plan: Plan) -> Result<&Track, Refusal> {
@@ -886,16 +926,22 @@ pub fn open(
     let mut w = Work::new(ctx, inc, Some(&actor.user));
     let sp = w.sp();
     let mut plan_lines = Vec::new();
-    if let Some(b) = sp.l1_budget {
-        w.add_timer(now + b, TimerKind::TierBudget { tier: Tier::L1 });
-        plan_lines.push(format!("L2 at {} unless resolved", clock(now + b)));
+    if let Some(b) = sp.l1_budget
+        && let Some(due) = w.after(now, b)
+    {
+        w.add_timer(due, TimerKind::TierBudget { tier: Tier::L1 });
+        plan_lines.push(format!("L2 at {} unless resolved", clock(due)));
     }
-    if let Some(after) = sp.plan_b_after {
-        w.add_timer(now + after, TimerKind::PlanBDeadline);
-        plan_lines.push(format!("Plan B deadline {}", clock(now + after)));
+    if let Some(after) = sp.plan_b_after
+        && let Some(due) = w.after(now, after)
+    {
+        w.add_timer(due, TimerKind::PlanBDeadline);
+        plan_lines.push(format!("Plan B deadline {}", clock(due)));
     }
-    if let Some(c) = sp.update_cadence {
-        w.add_timer(now + c, TimerKind::TrackSilence { plan: Plan::A });
+    if let Some(c) = sp.update_cadence
+        && let Some(due) = w.after(now, c)
+    {
+        w.add_timer(due, TimerKind::TrackSilence { plan: Plan::A });
         plan_lines.push(format!("Plan A updates every {}", human(c)));
     }
     let kind = if exercise == Exercise::Drill {
@@ -927,7 +973,7 @@ pub fn open(
     );
     w.maybe_alert_sdm();
     let channel = w.inc.channel.clone();
-    Ok(w.finish(format!("Opened {id} ({severity}) in #{channel}.")))
+    w.finish_command(format!("Opened {id} ({severity}) in #{channel}."))
 }
 
 /// The nudge to the SDM that a service's DR drill is due.
@@ -1047,8 +1093,10 @@ pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {
                         ),
                     );
                 }
-                if let Some(c) = w.cadence(&track) {
-                    w.add_timer(now + c, TimerKind::TrackSilence { plan });
+                if let Some(c) = w.cadence(&track)
+                    && let Some(due) = w.after(now, c)
+                {
+                    w.add_timer(due, TimerKind::TrackSilence { plan });
                 }
             }
         }

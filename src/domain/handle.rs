@@ -3,13 +3,15 @@
 
 use chrono::TimeDelta;
 
-use super::command::Command;
+use super::command::{Command, Deadline};
 use super::engine::{
-    Actor, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind, Work, authorize,
-    clock, effective_roles, human, refuse, targets_actor,
+    Actor, BEYOND_TIME, Button, Ctx, Decision, Message, MessageKind, Refusal, RefusalKind, Work,
+    authorize, clock, effective_roles, human, later, refuse, targets_actor,
 };
 use super::model::*;
 use super::policy::{Standing, external_label};
+
+const OPEN_ACTS_ON_NONE: &str = "/incident open starts a new incident; it does not act on one";
 
 /// Runs a command against an open incident.
 pub fn handle(
@@ -19,10 +21,7 @@ pub fn handle(
     cmd: &Command,
 ) -> Result<Decision, Refusal> {
     if let Command::Open { .. } = cmd {
-        return refuse(
-            RefusalKind::Conflict,
-            "/incident open starts a new incident; it does not act on one",
-        );
+        return refuse(RefusalKind::Conflict, OPEN_ACTS_ON_NONE);
     }
     if !inc.is_open() {
         return refuse(
@@ -43,7 +42,7 @@ pub fn handle(
     let who = actor.user.clone();
     let id = inc.id;
     let reply = match cmd {
-        Command::Open { .. } => unreachable!("refused above"),
+        Command::Open { .. } => return refuse(RefusalKind::Conflict, OPEN_ACTS_ON_NONE),
         Command::Severity { level, reason } => {
             let from = w.inc.severity;
             if *level == from {
@@ -258,10 +257,14 @@ pub fn handle(
             if let Some(t) = team {
                 mentions.push(Target::Role(t.clone()));
             }
-            let track = &w.inc.tracks[plan];
-            let every = w.cadence(track).map_or("no update cadence".into(), |c| {
-                format!("updates every {}", human(c))
-            });
+            let every = w
+                .inc
+                .tracks
+                .get(plan)
+                .and_then(|t| w.cadence(t))
+                .map_or("no update cadence".into(), |c| {
+                    format!("updates every {}", human(c))
+                });
             w.event(
                 EventKind::PlanOpened { plan: *plan },
                 format!("Plan {plan} opened: {title}"),
@@ -311,13 +314,12 @@ pub fn handle(
                 );
             }
             let idx = *item as usize;
-            if idx == 0 || idx > n {
+            let Some(entry) = idx.checked_sub(1).and_then(|i| track.checklist.get(i)) else {
                 return refuse(
                     RefusalKind::Invalid,
                     format!("option 'item': Plan {plan}'s checklist has items 1 to {n}"),
                 );
-            }
-            let entry = &track.checklist[idx - 1];
+            };
             if let Some((at, by)) = &entry.done {
                 return refuse(
                     RefusalKind::Conflict,
@@ -328,8 +330,10 @@ pub fn handle(
                 );
             }
             let text = entry.text.clone();
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
-            track.checklist[idx - 1].done = Some((now, who.clone()));
+            let track = w.active_track_mut(*plan)?;
+            if let Some(entry) = idx.checked_sub(1).and_then(|i| track.checklist.get_mut(i)) {
+                entry.done = Some((now, who.clone()));
+            }
             let done = track.checklist.iter().filter(|c| c.done.is_some()).count();
             w.event(
                 EventKind::ChecklistTicked {
@@ -375,7 +379,7 @@ pub fn handle(
                 said.push(format!("member {m}"));
                 mentions.push(Target::User(m.clone()));
             }
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            let track = w.active_track_mut(*plan)?;
             if let Some(l) = lead {
                 track.lead = Some(l.clone());
             }
@@ -402,7 +406,7 @@ pub fn handle(
             note,
         } => {
             w.active_track(*plan)?;
-            let track = w.inc.tracks.get_mut(plan).expect("checked active above");
+            let track = w.active_track_mut(*plan)?;
             track.state = *outcome;
             track.closed_at = Some(now);
             track.outcome_note = note.clone();
@@ -467,9 +471,9 @@ pub fn handle(
         Command::Update { text, plan } => {
             let plan = plan.unwrap_or(Plan::A);
             w.active_track(plan)?;
-            let track = w.inc.tracks.get_mut(&plan).expect("checked active above");
+            let track = w.active_track_mut(plan)?;
             track.last_activity = now;
-            track.updates += 1;
+            track.updates = track.updates.saturating_add(1);
             track.last_update = Some(TrackUpdate {
                 at: now,
                 by: who.clone(),
@@ -546,23 +550,33 @@ pub fn handle(
                     ),
                 );
             }
+            // Stored snoozes are each within a cap, but a sum that overflows is taken as the
+            // whole allowance used, never a panic.
             let used = w
                 .inc
                 .snoozes
                 .iter()
-                .fold(TimeDelta::zero(), |a, s| a + s.length);
-            if used + *duration > total {
+                .try_fold(TimeDelta::zero(), |a, s| a.checked_add(&s.length))
+                .unwrap_or(TimeDelta::MAX);
+            let after = used.checked_add(duration).unwrap_or(TimeDelta::MAX);
+            if after > total {
+                let left = total
+                    .checked_sub(&used)
+                    .unwrap_or_default()
+                    .max(TimeDelta::zero());
                 return refuse(
                     RefusalKind::Invalid,
                     format!(
                         "option 'duration': {id} has used {} of its {} snooze allowance ({sev}); at most {} is left",
                         human(used),
                         human(total),
-                        human(total - used)
+                        human(left)
                     ),
                 );
             }
-            let until = now + *duration;
+            let Some(until) = w.after(now, *duration) else {
+                return refuse(RefusalKind::Invalid, BEYOND_TIME);
+            };
             if let Some(nn) = w.inc.nudges.iter_mut().find(|x| x.id == n.id) {
                 nn.snoozed_until = Some(until);
             }
@@ -592,7 +606,7 @@ pub fn handle(
                     n.id,
                     n.kind.label(),
                     clock(until),
-                    human(used + *duration),
+                    human(after),
                     human(total)
                 ),
                 vec![],
@@ -695,13 +709,7 @@ pub fn handle(
                 nudge,
             };
             match plan {
-                Some(p) => {
-                    w.inc
-                        .tracks
-                        .get_mut(p)
-                        .expect("checked active above")
-                        .handover = Some(pending)
-                }
+                Some(p) => w.active_track_mut(*p)?.handover = Some(pending),
                 None => w.inc.handover = Some(pending),
             }
             w.event(
@@ -727,13 +735,29 @@ pub fn handle(
                     format!("vendor case {case} is already tracked in {id}"),
                 );
             }
-            let due = callback.map(|d| d.resolve(now));
+            let due = match callback.map(|d| d.resolve(now)) {
+                None => None,
+                Some(None) => return refuse(RefusalKind::Invalid, BEYOND_TIME),
+                Some(Some(due)) => Some(due),
+            };
             if let Some(due) = due
                 && due <= now
             {
                 return refuse(
                     RefusalKind::Invalid,
                     "option 'callback': the callback time must be in the future",
+                );
+            }
+            if let Some(due) = due
+                && later(now, Deadline::MAX_AHEAD).is_some_and(|last| due > last)
+            {
+                return refuse(
+                    RefusalKind::Invalid,
+                    format!(
+                        "option 'callback': {} is too far ahead; a callback must fall within {} from now",
+                        clock(due),
+                        human(Deadline::MAX_AHEAD)
+                    ),
                 );
             }
             w.inc.vendor_cases.push(VendorCase {
@@ -807,7 +831,7 @@ pub fn handle(
         }
     };
     let reply = sdm_engaged(&mut w, actor, inc, cmd, reply);
-    Ok(w.finish(reply))
+    w.finish_command(reply)
 }
 
 /// The SDM acting in an incident has seen it: a state-changing command of theirs answers
@@ -978,11 +1002,12 @@ fn accept_handover(
     }
     let scope = match plan {
         Some(p) => {
-            let t = w
-                .inc
-                .tracks
-                .get_mut(&p)
-                .expect("handover found on it above");
+            let Some(t) = w.inc.tracks.get_mut(&p) else {
+                return refuse(
+                    RefusalKind::Conflict,
+                    format!("nudge {} has no pending handover", n.id),
+                );
+            };
             t.lead = Some(h.to.clone());
             t.handover = None;
             format!("Plan {p}")

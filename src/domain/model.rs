@@ -20,7 +20,10 @@ pub mod secs {
         s.serialize_i64(d.num_seconds())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TimeDelta, D::Error> {
-        Ok(TimeDelta::seconds(i64::deserialize(d)?))
+        let n = i64::deserialize(d)?;
+        TimeDelta::try_seconds(n).ok_or_else(|| {
+            serde::de::Error::custom(format!("{n} seconds is beyond what a duration can hold"))
+        })
     }
 }
 
@@ -36,7 +39,80 @@ pub mod opt_secs {
         }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TimeDelta>, D::Error> {
-        Ok(Option::<i64>::deserialize(d)?.map(TimeDelta::seconds))
+        match Option::<i64>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => TimeDelta::try_seconds(n).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("{n} seconds is beyond what a duration can hold"))
+            }),
+        }
+    }
+}
+
+/// A map key that is stored as a string: JSON object keys must be strings, and a key such as
+/// `IncidentRole::Lead(Tier::L3)` is not one by itself.
+pub trait StringKey: Sized {
+    /// The key as stored, such as `lead:l3`.
+    fn to_key(&self) -> String;
+    /// Reads a stored key, including the forms older versions wrote.
+    fn from_key(key: &str) -> Option<Self>;
+}
+
+/// Serialises a `BTreeMap` whose keys implement `StringKey` as a JSON object with string keys.
+pub mod string_keys {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::StringKey;
+
+    pub fn serialize<K, V, S>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: StringKey,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            m.serialize_entry(&k.to_key(), v)?;
+        }
+        m.end()
+    }
+
+    struct MapVisitor<K, V>(PhantomData<(K, V)>);
+
+    impl<'de, K, V> Visitor<'de> for MapVisitor<K, V>
+    where
+        K: StringKey + Ord,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map with string keys")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut map = BTreeMap::new();
+            while let Some(key) = access.next_key::<String>()? {
+                let k = K::from_key(&key)
+                    .ok_or_else(|| de::Error::custom(format!("unknown map key '{key}'")))?;
+                map.insert(k, access.next_value()?);
+            }
+            Ok(map)
+        }
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: StringKey + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        d.deserialize_map(MapVisitor(PhantomData))
     }
 }
 
@@ -297,6 +373,28 @@ impl IncidentRole {
             Self::Sdm => Some(RoleKey::sdm()),
             Self::Commander => None,
             Self::Lead(t) => Some(t.role()),
+        }
+    }
+}
+
+/// Stored as `sdm`, `commander`, `lead:l1`, `lead:l2`, `lead:l3`. Versions before these keys
+/// wrote the unit variants by name (`Sdm`, `Commander`) and could not store a lead at all.
+impl StringKey for IncidentRole {
+    fn to_key(&self) -> String {
+        match self {
+            Self::Sdm => "sdm".into(),
+            Self::Commander => "commander".into(),
+            Self::Lead(t) => format!("lead:{}", t.role()),
+        }
+    }
+    fn from_key(key: &str) -> Option<Self> {
+        match key {
+            "sdm" | "Sdm" => Some(Self::Sdm),
+            "commander" | "Commander" => Some(Self::Commander),
+            _ => Tier::ALL
+                .into_iter()
+                .find(|t| key.strip_prefix("lead:") == Some(t.role().as_str()))
+                .map(Self::Lead),
         }
     }
 }
@@ -612,6 +710,8 @@ pub struct Incident {
     pub tier_entered_at: DateTime<Utc>,
     pub sdm_alerted_at: Option<DateTime<Utc>>,
     pub plan_b: PlanBDecision,
+    /// Keyed `sdm`, `commander`, `lead:l3` in storage (see `StringKey`).
+    #[serde(with = "string_keys")]
     pub assignments: BTreeMap<IncidentRole, UserName>,
     pub tracks: BTreeMap<Plan, Track>,
     pub nudges: Vec<Nudge>,
@@ -697,4 +797,48 @@ pub struct Event {
     pub actor: Option<UserName>,
     pub kind: EventKind,
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Roles(#[serde(with = "string_keys")] BTreeMap<IncidentRole, UserName>);
+
+    #[test]
+    fn incident_roles_are_stored_under_string_keys_and_read_back() {
+        let mut m = BTreeMap::new();
+        m.insert(IncidentRole::Sdm, UserName::new("sam"));
+        m.insert(IncidentRole::Commander, UserName::new("bob"));
+        for t in Tier::ALL {
+            m.insert(IncidentRole::Lead(t), UserName::new("dana"));
+        }
+        let json = serde_json::to_string(&Roles(m.clone())).unwrap();
+        assert_eq!(
+            json,
+            r#"{"sdm":"sam","commander":"bob","lead:l1":"dana","lead:l2":"dana","lead:l3":"dana"}"#
+        );
+        assert_eq!(serde_json::from_str::<Roles>(&json).unwrap(), Roles(m));
+    }
+
+    #[test]
+    fn the_old_variant_name_keys_still_read() {
+        let old: Roles = serde_json::from_str(r#"{"Sdm":"sam","Commander":"bob"}"#).unwrap();
+        assert_eq!(old.0[&IncidentRole::Sdm], UserName::new("sam"));
+        assert_eq!(old.0[&IncidentRole::Commander], UserName::new("bob"));
+        let e = serde_json::from_str::<Roles>(r#"{"Lead":"dana"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown map key 'Lead'"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_stored_seconds_are_an_error_not_a_panic() {
+        #[derive(Debug, Deserialize)]
+        struct S(#[serde(with = "secs")] TimeDelta);
+        assert!(serde_json::from_str::<S>(&i64::MAX.to_string()).is_err());
+        assert_eq!(
+            serde_json::from_str::<S>("90").unwrap().0,
+            TimeDelta::seconds(90)
+        );
+    }
 }

@@ -127,9 +127,9 @@ impl Work<'_> {
     /// Replaces the nudge's repeat timer with one an interval from now.
     fn rearm(&mut self, n: &Nudge) {
         self.cancel_timers(|k| *k == TimerKind::NudgeRepeat { nudge: n.id });
-        if let Some(next) = self
-            .repeat_interval(&n.kind)
-            .and_then(|every| later(self.now(), every))
+        let now = self.now();
+        if let Some(every) = self.repeat_interval(&n.kind)
+            && let Some(next) = self.after(now, every)
         {
             self.add_timer(next, TimerKind::NudgeRepeat { nudge: n.id });
         }

@@ -290,7 +290,13 @@ pub struct Policy {
 
 impl Policy {
     pub fn for_severity(&self, sev: Severity) -> &SeverityPolicy {
-        &self.severities[sev.index()]
+        let [sev1, sev2, sev3, sev4] = &self.severities;
+        match sev {
+            Severity::Sev1 => sev1,
+            Severity::Sev2 => sev2,
+            Severity::Sev3 => sev3,
+            Severity::Sev4 => sev4,
+        }
     }
     pub fn knows_role(&self, role: &RoleKey) -> bool {
         role.is_tier()

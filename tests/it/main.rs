@@ -16,3 +16,4 @@ mod overnight;
 mod report;
 mod roles;
 mod store;
+mod totality;
