@@ -18,7 +18,6 @@ pub mod console;
 pub mod delivery;
 pub mod discord;
 pub mod domain;
-pub mod integrity;
 pub mod port;
 pub mod scheduler;
 pub mod spec;

@@ -1,12 +1,12 @@
-//! The durable store: one sled database in one data folder.
+//! The store kept in one embedded sled database in one data folder.
 //!
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
 //! timer, so the first key is the next deadline), `timers_by_incident` (id ‖ seq → timers key),
 //! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
-//! own mappings, such as Discord channel ids), and `meta`.
-//! Every change of a command or fired timer is one multi-tree transaction, flushed before the
-//! caller replies. A fired timer leaves `timers` in the same transaction that puts its messages
-//! in `outbox`, so it is claimed exactly once and its messages survive a crash.
+//! own mappings, such as Discord channel ids), `drill_schedule`, and `meta`.
+//! Every change of a command or fired timer is one multi-tree transaction. A fired timer leaves
+//! `timers` in the same transaction that puts its messages in `outbox`, so it is claimed exactly
+//! once and its messages survive a crash.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -17,210 +17,50 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::delivery::Destination;
-use crate::domain::{
-    Button, Event, Incident, IncidentId, MessageKind, NudgeId, PendingTimer, Target, TimerKind,
-    TimerSeq,
+use super::integrity;
+use super::{
+    Commit, DeadLetter, DueTimer, Durability, Outgoing, StoreError, StoreOptions, TimerRecord,
 };
-use crate::integrity;
+use crate::domain::{Event, Incident, IncidentId, PendingTimer, TimerSeq};
 
 const SCHEMA: &[u8] = b"warroom-1";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "the data folder {dir} is in use by another warroom process ({holder}); stop that process first, or give this one another folder with --data"
-    )]
-    Locked { dir: PathBuf, holder: String },
-    #[error(
-        "the data folder {dir} cannot be used: {reason}; check that the path is a folder this user may write to"
-    )]
-    Unusable { dir: PathBuf, reason: String },
-    #[error(
-        "the data folder {dir} is damaged ({detail}); nothing was changed. Move it aside (mv {dir} {dir}.damaged) to start afresh, or restore it from a backup"
-    )]
-    Corrupt { dir: PathBuf, detail: String },
-    #[error("storage error: {0}")]
-    Sled(String),
-    /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
-    #[error(
-        "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"
-    )]
-    SledCorrupt(String),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        match e {
-            sled::Error::Corruption { .. } => StoreError::SledCorrupt(e.to_string()),
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                StoreError::SledCorrupt(io.to_string())
-            }
-            e => StoreError::Sled(e.to_string()),
-        }
-    }
-}
-
-impl From<TransactionError<()>> for StoreError {
-    fn from(e: TransactionError<()>) -> Self {
-        match e {
-            // Our transactions never abort on purpose.
-            TransactionError::Abort(()) => StoreError::Sled("transaction aborted".into()),
-            TransactionError::Storage(e) => e.into(),
-        }
-    }
-}
-
-/// A message waiting in the outbox. Its id is the idempotency key for delivery.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Outgoing {
-    pub id: u64,
-    pub incident: IncidentId,
-    pub channel: String,
-    pub at: DateTime<Utc>,
-    pub kind: MessageKind,
-    pub text: String,
-    pub mentions: Vec<Target>,
-    pub buttons: Vec<Button>,
-    pub nudge: Option<NudgeId>,
-    /// Where it goes: the incident's channel unless said otherwise.
-    #[serde(default)]
-    pub to: Destination,
-    /// For a copy or a notice: the outbox id of the message it is about.
-    #[serde(default)]
-    pub about: Option<u64>,
-    /// Fallback copies of it were queued already (its channel was unreachable).
-    #[serde(default)]
-    pub fallback_done: bool,
-}
-
-impl Outgoing {
-    /// An engine message, addressed to a channel, with its outbox id.
-    pub fn new(
-        id: u64,
-        incident: IncidentId,
-        channel: &str,
-        m: crate::domain::Message,
-    ) -> Outgoing {
-        Outgoing {
-            id,
-            incident,
-            channel: channel.to_string(),
-            at: m.at,
-            kind: m.kind,
-            text: m.text,
-            mentions: m.mentions,
-            buttons: m.buttons,
-            nudge: m.nudge,
-            to: Destination::Incident,
-            about: None,
-            fallback_done: false,
-        }
-    }
-
-    /// Its delivery lane (see `delivery`).
-    pub fn lane(&self) -> String {
-        crate::delivery::lane(self.incident, &self.to)
-    }
-}
-
-/// A message the platform refused for good, kept out of the delivery queue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub message: Outgoing,
-    pub reason: String,
-}
-
-/// A pending timer as the scheduler sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DueTimer {
-    pub due: DateTime<Utc>,
-    pub incident: IncidentId,
-    pub seq: TimerSeq,
-    key: Vec<u8>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TimerRecord {
-    incident: IncidentId,
-    seq: TimerSeq,
-    kind: TimerKind,
-}
-
-/// One command's or timer's durable effect.
-pub struct Commit<'a> {
-    pub before: Option<&'a Incident>,
-    pub after: &'a Incident,
-    pub events: &'a [Event],
-    pub outbox: &'a [Outgoing],
-    /// The fired timer this commit consumes.
-    pub consumed: Option<&'a DueTimer>,
-}
-
 pub struct Store {
-    db: sled::Db,
-    incidents: sled::Tree,
-    timeline: sled::Tree,
-    timers: sled::Tree,
-    by_incident: sled::Tree,
-    outbox: sled::Tree,
-    dead: sled::Tree,
-    meta: sled::Tree,
-    adapter: sled::Tree,
-    schedule: sled::Tree,
-    dir: PathBuf,
+    pub(super) db: sled::Db,
+    pub(super) incidents: sled::Tree,
+    pub(super) timeline: sled::Tree,
+    pub(super) timers: sled::Tree,
+    pub(super) by_incident: sled::Tree,
+    pub(super) outbox: sled::Tree,
+    pub(super) dead: sled::Tree,
+    pub(super) meta: sled::Tree,
+    pub(super) adapter: sled::Tree,
+    pub(super) schedule: sled::Tree,
+    pub(super) dir: PathBuf,
     /// The commit record (see `integrity`), rewritten after every commit.
-    record: File,
+    pub(super) record: File,
     /// Incidents and timeline events committed, as in `meta`.
-    counts: std::sync::Mutex<(u64, u64)>,
+    pub(super) counts: std::sync::Mutex<(u64, u64)>,
     /// sled's log file, for `fdatasync`.
-    log: Option<File>,
-    durability: Durability,
+    pub(super) log: Option<File>,
+    pub(super) durability: Durability,
     /// Commits made, and commits known durable: see `make_durable`.
-    committed: std::sync::atomic::AtomicU64,
-    synced: std::sync::Mutex<u64>,
+    pub(super) committed: std::sync::atomic::AtomicU64,
+    pub(super) synced: std::sync::Mutex<u64>,
     /// Real data syncs issued (a counting hook for tests and the bench).
-    syncs: std::sync::atomic::AtomicU64,
-    _lock: File,
-}
-
-/// How much a commit waits for before it counts as saved.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// An `fdatasync` of the database covers the commit before the reply: survives a process
-    /// crash, an OS crash and a power cut (given a disk that honours the sync).
-    Fsync,
-    /// sled's own flush only (`sync_file_range`, with sled's real fsync every 500 ms): survives
-    /// a process crash; an OS crash or power cut can lose the last half second of answers.
-    Flush,
-}
-
-/// How a store is opened.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoreOptions {
-    pub durability: Durability,
-    /// sled's page cache, in bytes: the bulk of warroom's memory.
-    pub cache_bytes: u64,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            durability: Durability::Fsync,
-            cache_bytes: 16 * 1024 * 1024,
-        }
-    }
+    pub(super) syncs: std::sync::atomic::AtomicU64,
+    pub(super) _lock: File,
 }
 
 /// Why sled would not open a folder.
-enum OpenFailure {
+pub(super) enum OpenFailure {
     Damaged(String),
     Locked,
     Other(String),
 }
 
 /// Opens sled on `path`, turning its panics and errors into reasons.
-fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
+pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
     // sled can panic on some malformed files instead of returning an error; a damaged
     // folder must give a clear message, not a crash.
     let open = || {
@@ -265,7 +105,7 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
 
 /// Opens a copy of `db` in a scratch folder and checks that it decodes and holds at least what
 /// the commit record says. The real folder is only read.
-fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), String> {
+pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), String> {
     let scratch = integrity::Scratch::new("verify")
         .map_err(|e| format!("cannot make a scratch folder to check it in: {e}"))?;
     let copy = scratch.0.join("db");
@@ -322,7 +162,7 @@ fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), St
     Ok(())
 }
 
-fn millis_key(t: DateTime<Utc>) -> [u8; 8] {
+pub(super) fn millis_key(t: DateTime<Utc>) -> [u8; 8] {
     // Flip the sign bit so that negative times sort before positive ones.
     ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -359,7 +199,7 @@ fn decode_timer_key(k: &[u8]) -> Option<(DateTime<Utc>, IncidentId, TimerSeq)> {
     Some((due, IncidentId(id), TimerSeq(seq)))
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     // Our records are meant to serialise (maps keyed by enums use string keys), but a record
     // that cannot is a refused write, never a crash.
     serde_json::to_vec(v)
@@ -1105,203 +945,5 @@ impl Drop for Store {
             }
             Err(e) => tracing::error!(error = %e, "cannot record a clean close"),
         }
-    }
-}
-
-/// What `warroom doctor` could read from a folder, opened as a copy.
-#[derive(Debug)]
-pub struct Salvage {
-    pub record: Result<Option<integrity::Record>, String>,
-    /// Why sled could not open the copy at all, if it could not.
-    pub unopenable: Option<String>,
-    /// What the integrity check at open would say: None if the folder would open.
-    pub verdict: Option<String>,
-    pub incidents: Vec<Incident>,
-    /// Timeline events, with the incident each belongs to.
-    pub events: Vec<(IncidentId, Event)>,
-    pub outbox: Vec<Outgoing>,
-    pub dead: Vec<DeadLetter>,
-    pub adapter: Vec<(String, Vec<u8>)>,
-    pub drills: Vec<(DateTime<Utc>, String)>,
-    pub timers: usize,
-    /// Records that could not be read, by tree.
-    pub unreadable: std::collections::BTreeMap<&'static str, usize>,
-}
-
-/// Reads everything that can be read from `dir`, on a copy: the folder is not touched.
-pub fn salvage(dir: &Path) -> Salvage {
-    let mut s = Salvage {
-        record: integrity::read(dir),
-        unopenable: None,
-        verdict: None,
-        incidents: Vec::new(),
-        events: Vec::new(),
-        outbox: Vec::new(),
-        dead: Vec::new(),
-        adapter: Vec::new(),
-        drills: Vec::new(),
-        timers: 0,
-        unreadable: std::collections::BTreeMap::new(),
-    };
-    let db = dir.join("db");
-    if !db.exists() {
-        s.unopenable = Some("there is no db/ folder".into());
-        return s;
-    }
-    s.verdict = verify_copy(&db, s.record.as_ref().ok().and_then(|r| r.as_ref())).err();
-    let scratch = match integrity::Scratch::new("doctor") {
-        Ok(sc) => sc,
-        Err(e) => {
-            s.unopenable = Some(format!("cannot make a scratch folder: {e}"));
-            return s;
-        }
-    };
-    let copy = scratch.0.join("db");
-    if let Err(e) = integrity::copy_dir(&db, &copy) {
-        s.unopenable = Some(format!("cannot read it: {e}"));
-        return s;
-    }
-    let opened = match open_sled(&copy, StoreOptions::default().cache_bytes) {
-        Ok(db) => db,
-        Err(OpenFailure::Damaged(d) | OpenFailure::Other(d)) => {
-            s.unopenable = Some(d);
-            return s;
-        }
-        Err(OpenFailure::Locked) => {
-            s.unopenable = Some("locked".into());
-            return s;
-        }
-    };
-    let read = |s: &mut Salvage, name: &'static str| -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut rows = Vec::new();
-        let Ok(tree) = opened.open_tree(name) else {
-            *s.unreadable.entry(name).or_default() += 1;
-            return rows;
-        };
-        // A damaged tree may panic inside sled: keep what was read before.
-        let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut ok = Vec::new();
-            let mut bad = 0usize;
-            for kv in tree.iter() {
-                match kv {
-                    Ok((k, v)) => ok.push((k.to_vec(), v.to_vec())),
-                    Err(_) => {
-                        bad += 1;
-                        break;
-                    }
-                }
-            }
-            (ok, bad)
-        }));
-        match walked {
-            Ok((ok, bad)) => {
-                rows = ok;
-                if bad > 0 {
-                    *s.unreadable.entry(name).or_default() += bad;
-                }
-            }
-            Err(_) => *s.unreadable.entry(name).or_default() += 1,
-        }
-        rows
-    };
-    fn decode<T: for<'de> Deserialize<'de>>(
-        s: &mut Salvage,
-        name: &'static str,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Vec<T> {
-        let mut out = Vec::new();
-        for (_, v) in rows {
-            match serde_json::from_slice(&v) {
-                Ok(x) => out.push(x),
-                Err(_) => *s.unreadable.entry(name).or_default() += 1,
-            }
-        }
-        out
-    }
-    let rows = read(&mut s, "incidents");
-    s.incidents = decode(&mut s, "incidents", rows);
-    let rows = read(&mut s, "timeline");
-    let mut events = Vec::new();
-    for (k, v) in rows {
-        match (k.get(..8), serde_json::from_slice::<Event>(&v)) {
-            (Some(id), Ok(e)) => {
-                let id = u64::from_be_bytes(id.try_into().unwrap_or([0; 8]));
-                events.push((IncidentId(id), e));
-            }
-            _ => *s.unreadable.entry("timeline").or_default() += 1,
-        }
-    }
-    s.events = events;
-    let rows = read(&mut s, "outbox");
-    s.outbox = decode(&mut s, "outbox", rows);
-    let rows = read(&mut s, "dead_letters");
-    s.dead = decode(&mut s, "dead_letters", rows);
-    s.timers = read(&mut s, "timers").len();
-    s.adapter = read(&mut s, "adapter")
-        .into_iter()
-        .filter_map(|(k, v)| String::from_utf8(k).ok().map(|k| (k, v)))
-        .collect();
-    s.drills = read(&mut s, "drill_schedule")
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let ms = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
-            let due = Utc.timestamp_millis_opt(ms as i64).single()?;
-            Some((due, String::from_utf8_lossy(&v).into_owned()))
-        })
-        .collect();
-    s
-}
-
-impl Store {
-    /// Writes what `salvage` read into this (new, empty) store: incidents with their events and
-    /// timers, waiting messages (renumbered, in order), dead letters, front-end ids and the drill
-    /// schedule. Records of delivery attempts are left behind.
-    pub fn import(&self, s: &Salvage) -> Result<(), StoreError> {
-        if !self.incidents.is_empty() || !self.outbox.is_empty() {
-            return Err(StoreError::Unusable {
-                dir: self.dir.clone(),
-                reason: "it is not empty; export into a new folder".into(),
-            });
-        }
-        let mut incidents = s.incidents.clone();
-        incidents.sort_by_key(|i| i.id);
-        for inc in &incidents {
-            let events: Vec<Event> = s
-                .events
-                .iter()
-                .filter(|(id, _)| *id == inc.id)
-                .map(|(_, e)| e.clone())
-                .collect();
-            self.commit(Commit {
-                before: None,
-                after: inc,
-                events: &events,
-                outbox: &[],
-                consumed: None,
-            })?;
-        }
-        let mut waiting = Vec::with_capacity(s.outbox.len());
-        for m in &s.outbox {
-            waiting.push(Outgoing {
-                id: self.outbox_id()?,
-                ..m.clone()
-            });
-        }
-        self.queue(&waiting, None)?;
-        for d in &s.dead {
-            // Renumbered too, so that a retried dead letter cannot collide with a new message.
-            let mut d = d.clone();
-            d.message.id = self.outbox_id()?;
-            self.dead.insert(d.message.id.to_be_bytes(), to_json(&d)?)?;
-        }
-        for (k, v) in &s.adapter {
-            if !k.starts_with("discord/attempt/") {
-                self.adapter.insert(k.as_bytes(), v.as_slice())?;
-            }
-        }
-        for (due, service) in &s.drills {
-            self.set_drill(service, Some(*due), &[])?;
-        }
-        self.make_all_durable()
     }
 }
