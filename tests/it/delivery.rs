@@ -717,3 +717,66 @@ async fn a_refused_direct_message_is_a_dead_letter_with_a_notice_not_a_stuck_lan
     running.stop().await;
     fake.assert_valid();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warroom_discord_stops_cleanly_on_sigterm_and_shrugs_off_sighup() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discord]\nguild_id = \"{GUILD}\"\nincident_category_id = \"{CATEGORY}\"\napi_base = \"{}\"\n",
+            fake.base()
+        ),
+    )
+    .unwrap();
+    let mut bot = std::process::Command::new(env!("CARGO_BIN_EXE_warroom"))
+        .args([
+            "discord",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .env("DISCORD_TOKEN", "fake-token-for-tests")
+        .env_remove("WARROOM_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    fake.until("the bot identifies on the gateway", |s| s.identified > 0)
+        .await;
+    let pid = bot.id().to_string();
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+    };
+    assert!(kill("-HUP").success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(bot.try_wait().unwrap().is_none(), "SIGHUP ended the bot");
+    assert!(kill("-TERM").success());
+    let mut status = None;
+    for _ in 0..150 {
+        if let Some(s) = bot.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("it stops within 15 s");
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    let mut err = String::new();
+    use std::io::Read as _;
+    bot.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("SIGHUP"), "{err}");
+    assert!(
+        !err.contains("fake-token-for-tests"),
+        "the token was printed"
+    );
+    // The folder was closed cleanly: the next open trusts it without a copy.
+    let state = std::fs::read_to_string(dir.path().join("data/warroom.state")).unwrap();
+    assert!(state.contains("\"clean\":["), "{state}");
+}
