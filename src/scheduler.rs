@@ -21,7 +21,19 @@ pub async fn run_scheduler(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             break;
         }
         let now = app.clock().now();
-        let wait = match app.fire_due(now).and_then(|_| app.next_due()) {
+        // Claiming and committing is blocking sled and disk work: off the async threads.
+        let worker = app.clone();
+        let fired = tokio::task::spawn_blocking(move || {
+            worker.fire_due(now).and_then(|_| worker.next_due())
+        })
+        .await;
+        let fired = match fired {
+            Ok(r) => r,
+            Err(e) => Err(crate::store::StoreError::Sled(format!(
+                "the firing task failed: {e}"
+            ))),
+        };
+        let wait = match fired {
             Ok(Some(due)) => app.clock().real_wait(due),
             Ok(None) => None,
             Err(e) => {

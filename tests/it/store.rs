@@ -331,3 +331,36 @@ fn in_flush_mode_no_fdatasync_is_issued() {
     open_incident(&app);
     assert_eq!(app.store().syncs(), 0);
 }
+
+#[test]
+fn a_burst_of_due_timers_is_fired_in_batches_with_one_sync_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, clock) = app(dir.path());
+    let alice = app.actor(&UserName::new("alice"));
+    for n in 0..300 {
+        let r = app.run_line(
+            &alice,
+            None,
+            &format!("/incident open title:\"burst {n}\" severity:1 service:mail force:true"),
+        );
+        assert_eq!(r.kind, warroom::app::ReplyKind::Reply, "{}", r.text);
+    }
+    let due = at(START) + chrono::TimeDelta::minutes(30);
+    clock.set(due);
+    let syncs = app.store().syncs();
+    let commits = app.store().committed();
+    let fired = app.fire_due(due).unwrap();
+    let fired_commits = app.store().committed() - commits;
+    let fired_syncs = app.store().syncs() - syncs;
+    // Each SEV1 incident has its L1 budget and Plan A's silence due at +30m.
+    assert!(fired >= 600, "{fired}");
+    assert_eq!(fired_commits as usize, fired);
+    let batches = fired.div_ceil(warroom::app::App::FIRE_BATCH) as u64;
+    assert!(
+        fired_syncs <= batches + 1,
+        "{fired_syncs} syncs for {fired} fired timers in {batches} batches"
+    );
+    say(&format!(
+        "burst: {fired} timers fired with {fired_syncs} fdatasync calls"
+    ));
+}
