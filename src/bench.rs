@@ -103,21 +103,96 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> anyhow::Result<String> {
     pure.sort();
     let (dm, d99) = (percentile(&durable, 0.5), percentile(&durable, 0.99));
     let (pm, p99) = (percentile(&pure, 0.5), percentile(&pure, 0.99));
-    Ok(format!(
+    let floor = fdatasync_floor(dir, durable.len())?;
+    let (fm, f99) = (percentile(&floor, 0.5), percentile(&floor, 0.99));
+    let pending = app.store().pending_timers();
+    let ids: Vec<Option<IncidentId>> = (1..=rounds as u64).map(|n| Some(IncidentId(n))).collect();
+    let app = Arc::new(app);
+    let mut rates = Vec::new();
+    for callers in [1usize, 4, 16, 64] {
+        rates.push((callers, concurrent_rate(&app, &ids, callers, 2000)?));
+    }
+    let single = rates.first().map_or(0.0, |r| r.1);
+    let mut out = format!(
         "commands: {} ({} incidents × open, 3 updates, escalate)\n\
-         engine + parse + durable commit (flushed): median {}, p99 {}\n\
-         engine alone:                            median {}, p99 {}\n\
+         engine + parse + durable commit (fdatasync): median {}, p99 {}\n\
+         raw 4 KiB write + fdatasync, same folder:   median {}, p99 {}\n\
+         ratio durable command / fdatasync (medians): {:.2}×\n\
+         engine alone:                                median {}, p99 {}\n\
          ratio durable / engine (medians): {:.0}×\n\
          pending timers at the end: {}\n",
         durable.len(),
         rounds,
         micros(dm),
         micros(d99),
+        micros(fm),
+        micros(f99),
+        dm.as_secs_f64() / fm.as_secs_f64().max(1e-9),
         micros(pm),
         micros(p99),
         dm.as_secs_f64() / pm.as_secs_f64().max(1e-9),
-        app.store().pending_timers()
-    ))
+        pending
+    );
+    for (callers, rate) in rates {
+        out.push_str(&format!(
+            "durable commands/s with {callers:>2} concurrent callers: {rate:.0} ({:.2}× one caller)\n",
+            rate / single.max(1e-9)
+        ));
+    }
+    Ok(out)
+}
+
+/// The disk's own floor: a 4 KiB write and an fdatasync, `n` times, in the same folder.
+fn fdatasync_floor(dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+    use std::io::Write as _;
+    let path = dir.join("bench-fdatasync-floor");
+    let mut f = std::fs::File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        out.push(t.elapsed());
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    out.sort();
+    Ok(out)
+}
+
+/// Durable commands per second with `callers` threads posting updates at once, `total` in all.
+fn concurrent_rate(
+    app: &Arc<App>,
+    ids: &[Option<IncidentId>],
+    callers: usize,
+    total: usize,
+) -> anyhow::Result<f64> {
+    let per = total / callers.max(1);
+    let t = Instant::now();
+    let threads: Vec<_> = (0..callers)
+        .map(|c| {
+            let app = app.clone();
+            let ids = ids.to_vec();
+            std::thread::spawn(move || -> Result<(), String> {
+                let alice = app.actor(&UserName::new("alice"));
+                for n in 0..per {
+                    let id = ids.get((c * per + n) % ids.len().max(1)).copied().flatten();
+                    let r = app.run_line(&alice, id, &format!("/update text:\"c{c} n{n}\""));
+                    if r.kind != ReplyKind::Reply {
+                        return Err(r.text);
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join()
+            .map_err(|_| anyhow::anyhow!("a bench caller panicked"))?
+            .map_err(|e| anyhow::anyhow!("bench update failed: {e}"))?;
+    }
+    Ok((per * callers) as f64 / t.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// With `pending` timers in the store: how long a restart takes to find the next deadline, and
