@@ -7,6 +7,7 @@ mod discord;
 mod engine;
 mod fake_discord;
 mod flood;
+mod fuzz;
 mod helpers;
 mod layout;
 mod overnight;
