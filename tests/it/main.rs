@@ -9,6 +9,7 @@ mod discord;
 mod engine;
 mod fake_discord;
 mod flood;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod layout;
