@@ -405,7 +405,6 @@ pub fn handle(
             outcome,
             note,
         } => {
-            w.active_track(*plan)?;
             let track = w.active_track_mut(*plan)?;
             track.state = *outcome;
             track.closed_at = Some(now);
@@ -470,7 +469,6 @@ pub fn handle(
         }
         Command::Update { text, plan } => {
             let plan = plan.unwrap_or(Plan::A);
-            w.active_track(plan)?;
             let track = w.active_track_mut(plan)?;
             track.last_activity = now;
             track.updates = track.updates.saturating_add(1);
