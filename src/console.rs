@@ -299,7 +299,7 @@ impl Session {
                             }
                             None => self.say(ReplyKind::Error, &format!("/clock advance: {d} would move the clock past the last date it can show\n{usage}")),
                         },
-                        None => self.say(ReplyKind::Error, &format!("/clock advance: '{}' is not a duration; write it like 45m or 1h30m\n{usage}", shown(d))),
+                        None => self.say(ReplyKind::Error, &format!("/clock advance: '{}' is not a duration; write it like 45m or 1h30m\n{usage}", crate::spec::echo(d))),
                     },
                     (["advance", ..], None) => self.say(
                         ReplyKind::Error,
@@ -319,24 +319,6 @@ const MAX_ADVANCE: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// How long the console, once told to stop, keeps delivering what waits in the outbox.
 const FLUSH_ON_STOP: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Echoed input, made safe for a terminal: control characters escaped, and cut to 80
-/// characters.
-pub fn shown(input: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in input.chars().enumerate() {
-        if i >= 80 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Why the console stopped reading.
 enum Stop {
