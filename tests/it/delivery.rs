@@ -401,7 +401,7 @@ async fn one_channels_429_waits_alone_though_every_channel_shares_the_bucket_has
     .await;
     let took = t0.elapsed();
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(4),
         "held up by another channel's limit: {took:?}"
     );
     assert!(
