@@ -114,6 +114,14 @@ fn assert_no_duplicates(fake: &FakeDiscord) {
     assert!(twice.is_empty(), "shown more than once: {twice:#?}");
 }
 
+/// Opens INC-1 from #general and waits until everything it queued is delivered; returns its
+/// channel.
+async fn opened(fake: &FakeDiscord, running: &Running) -> u64 {
+    let ch = open_incident(fake).await;
+    outbox_empty(fake, running, Duration::from_secs(10)).await;
+    ch
+}
+
 /// The id of the channel whose name starts with `prefix`.
 fn channel_id(fake: &FakeDiscord, prefix: &str) -> u64 {
     fake.channel_named(prefix).expect("the channel")["id"]
@@ -146,8 +154,7 @@ async fn a_deleted_channel_is_recreated_and_no_nudge_goes_missing() {
         clock,
         running,
     } = scene().await;
-    let old = open_incident(&fake).await;
-    outbox_empty(&fake, &running, Duration::from_secs(10)).await;
+    let old = opened(&fake, &running).await;
     fake.delete_channel(old);
     running
         .app
@@ -440,8 +447,7 @@ async fn a_global_429_is_waited_out_not_hammered_and_loses_nothing() {
         clock,
         running,
     } = scene().await;
-    open_incident(&fake).await;
-    outbox_empty(&fake, &running, Duration::from_secs(10)).await;
+    opened(&fake, &running).await;
     let window = Duration::from_secs(20);
     fake.global_429_for(5.0, window);
     let t0 = Instant::now();
@@ -478,8 +484,7 @@ async fn after_an_outage_the_backlog_drains_within_30_s_of_recovery() {
         clock,
         running,
     } = scene().await;
-    let ch = open_incident(&fake).await;
-    outbox_empty(&fake, &running, Duration::from_secs(10)).await;
+    let ch = opened(&fake, &running).await;
     let outage = Duration::from_secs(20);
     fake.fault_for(
         "POST",
@@ -596,8 +601,7 @@ async fn an_unknown_outcome_is_not_posted_twice_after_the_nonce_window_and_a_res
         running,
     } = scene().await;
     fake.state.lock().unwrap().nonce_window = Some(Duration::from_secs(2));
-    let ch = open_incident(&fake).await;
-    outbox_empty(&fake, &running, Duration::from_secs(10)).await;
+    let ch = opened(&fake, &running).await;
     // The next post is made but never answered; then an outage outlasts the nonce window.
     fake.stall("POST", &format!("/channels/{ch}/messages"), Stall::After, 1);
     fake.fault_for(
