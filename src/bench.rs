@@ -357,7 +357,7 @@ async fn delivery_scenario(
         ),
         delivered: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
-    app.store().queue(&msgs, None)?;
+    app.store().queue(&msgs)?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let courier =
         tokio::spawn(crate::delivery::Courier::new(app.clone(), port.clone()).run(stop_rx));

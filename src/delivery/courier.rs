@@ -355,7 +355,7 @@ impl Courier {
         if notices.is_empty() {
             return false;
         }
-        match self.app.store().queue(&notices, None) {
+        match self.app.store().queue(&notices) {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, outbox_id = msg.id, "cannot queue a delivery notice");

@@ -459,7 +459,7 @@ impl Live {
             },
         );
         o.to = to;
-        if let Err(e) = self.app.store().queue(&[o], None) {
+        if let Err(e) = self.app.store().queue(&[o]) {
             tracing::error!(error = %e, "cannot queue the lost answer");
         }
         self.app.outbox_ready.notify_one();

@@ -190,7 +190,7 @@ impl Store {
                 ..m.clone()
             });
         }
-        self.queue(&waiting, None)?;
+        self.queue(&waiting)?;
         for d in &s.dead {
             // Renumbered too, so that a retried dead letter cannot collide with a new message.
             let mut d = d.clone();

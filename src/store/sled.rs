@@ -722,16 +722,13 @@ impl Store {
         Ok(())
     }
 
-    /// Queues `msgs` (copies, notices) in one transaction; with `replacing`, that outbox record
-    /// is rewritten too (to mark its fallback copies queued).
-    pub fn queue(&self, msgs: &[Outgoing], replacing: Option<&Outgoing>) -> Result<(), StoreError> {
-        let mut rows: Vec<([u8; 8], Vec<u8>)> = msgs
+    /// Queues `msgs` (copies, notices, a lost answer) in one batch. Fallback copies go through
+    /// `queue_fallback`, which also marks their original.
+    pub fn queue(&self, msgs: &[Outgoing]) -> Result<(), StoreError> {
+        let rows: Vec<([u8; 8], Vec<u8>)> = msgs
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        if let Some(r) = replacing {
-            rows.push((r.id.to_be_bytes(), to_json(r)?));
-        }
         let mut batch = sled::Batch::default();
         for (k, v) in &rows {
             batch.insert(k, v.as_slice());
