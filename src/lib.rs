@@ -11,6 +11,7 @@
 )]
 
 pub mod app;
+mod batch;
 pub mod bench;
 pub mod clock;
 pub mod config;
