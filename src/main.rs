@@ -77,17 +77,36 @@ enum Cmd {
     CheckConfig,
     /// Prints the command table (Markdown), generated from commands/.
     Commands,
-    /// The performance harness: per-command latency on a fresh temporary store.
+    /// The performance harness, on fresh temporary stores: each figure beside its floor from
+    /// the same run, and its target. Without options: the command figures only.
     Bench {
-        /// How many incidents to run (each: open, 3 updates, escalate).
+        /// How many incidents the command figures run (each: open, 3 updates, escalate).
         #[arg(long, default_value_t = 500)]
         rounds: usize,
         /// Also fill a store with this many pending timers and time restart and firing.
         #[arg(long, default_value_t = 0)]
         timers: usize,
+        /// Also measure timer lateness on the real clock: this many pending with spread due
+        /// times, then a burst of a tenth as many due at once.
+        #[arg(long, default_value_t = 0)]
+        lateness: usize,
+        /// Also measure peak RSS with this many open incidents (in a child process).
+        #[arg(long, default_value_t = 0, value_name = "INCIDENTS")]
+        memory: usize,
         /// Also run the courier under faults (a stalled lane, an outage) this many times.
         #[arg(long, default_value_t = 0, value_name = "RUNS")]
         delivery: usize,
+        /// Everything, at the sizes of the README's table: --timers 1000000 --lateness 100000
+        /// --memory 10000 --delivery 3.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: BenchFormat,
+        /// Internal: the memory section's child process.
+        #[arg(long, hide = true, value_name = "INCIDENTS")]
+        memory_child: Option<usize>,
+        #[arg(long, hide = true)]
+        dir: Option<PathBuf>,
     },
     /// Lists the messages waiting for delivery and the dead letters; `retry` sends dead
     /// letters again. Run it while the bot is stopped: one process holds a data folder.
@@ -132,6 +151,14 @@ enum OutboxCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
+enum BenchFormat {
+    Text,
+    Json,
+    /// The README's table.
+    Md,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
@@ -191,22 +218,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bench {
             rounds,
-            timers,
-            delivery,
+            mut timers,
+            mut lateness,
+            mut memory,
+            mut delivery,
+            all,
+            format,
+            memory_child,
+            dir,
         } => {
-            let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
-            let result = warroom::bench::run(&dir, rounds);
-            let _ = std::fs::remove_dir_all(&dir);
-            print!("{}", result?);
-            if timers > 0 {
-                let result = warroom::bench::timers(&dir, timers, 2000);
-                let _ = std::fs::remove_dir_all(&dir);
-                print!("{}", result?);
+            if let (Some(n), Some(dir)) = (memory_child, dir) {
+                println!("{}", warroom::bench::memory_child(&dir, n)?);
+                return Ok(());
             }
-            if delivery > 0 {
-                let result = warroom::bench::delivery(&dir, delivery).await;
-                let _ = std::fs::remove_dir_all(&dir);
-                print!("{}", result?);
+            if all {
+                timers = timers.max(1_000_000);
+                lateness = lateness.max(100_000);
+                memory = memory.max(10_000);
+                delivery = delivery.max(3);
+            }
+            let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
+            let mut report = warroom::bench::Report::new();
+            let sections: [(&str, bool); 5] = [
+                ("commands", true),
+                ("lateness", lateness > 0),
+                ("restart", timers > 0),
+                ("memory", memory > 0),
+                ("delivery", delivery > 0),
+            ];
+            for (name, wanted) in sections {
+                if !wanted {
+                    continue;
+                }
+                let sub = dir.join(name);
+                eprintln!("bench: {name}…");
+                let figures = match name {
+                    "commands" => warroom::bench::commands(&sub, rounds),
+                    "lateness" => {
+                        warroom::bench::lateness(&sub, lateness, (lateness / 10).max(1)).await
+                    }
+                    "restart" => warroom::bench::restart(&sub, timers),
+                    "memory" => warroom::bench::rss(&sub, memory),
+                    _ => warroom::bench::delivery(&sub, delivery).await,
+                };
+                let _ = std::fs::remove_dir_all(&sub);
+                report.figures.extend(figures?);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            match format {
+                BenchFormat::Text => print!("{}", report.text()),
+                BenchFormat::Md => print!("{}", report.markdown()),
+                BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
             Ok(())
         }

@@ -49,8 +49,16 @@ pub struct Store {
     pub(super) synced: std::sync::Mutex<u64>,
     /// Real data syncs issued (a counting hook for tests and the bench).
     pub(super) syncs: std::sync::atomic::AtomicU64,
+    /// The latest incidents committed, decoded: a command reads its incident from here instead
+    /// of decoding it again. Written only after a successful commit; bounded.
+    pub(super) recent: std::sync::Mutex<std::collections::HashMap<IncidentId, Incident>>,
+    /// The time of the latest event committed (`meta` "last_at"), in milliseconds.
+    pub(super) last_at: std::sync::Mutex<Option<i64>>,
     pub(super) _lock: File,
 }
+
+/// How many decoded incidents `Store::recent` keeps.
+const RECENT: usize = 512;
 
 /// Why sled would not open a folder.
 pub(super) enum OpenFailure {
@@ -375,6 +383,8 @@ impl Store {
             committed: std::sync::atomic::AtomicU64::new(0),
             synced: std::sync::Mutex::new(0),
             syncs: std::sync::atomic::AtomicU64::new(0),
+            recent: std::sync::Mutex::new(std::collections::HashMap::new()),
+            last_at: std::sync::Mutex::new(None),
             _lock: lock,
         };
         match store.meta.get("schema")? {
@@ -542,6 +552,14 @@ impl Store {
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        if let Some(i) = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(Some(i.clone()));
+        }
         match self.incidents.get(id.0.to_be_bytes())? {
             Some(v) => Ok(Some(self.decode(&format!("{id}"), &v)?)),
             None => Ok(None),
@@ -637,7 +655,20 @@ impl Store {
                 next_incident = Some(next_incident.map_or(after, |n| n.max(after)));
             }
         }
-        let latest = prepared.iter().filter_map(|p| p.latest).max();
+        let mut last_at = self.last_at.lock().unwrap_or_else(|p| p.into_inner());
+        if last_at.is_none() {
+            *last_at = self
+                .meta
+                .get("last_at")?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(i64::from_be_bytes);
+        }
+        // Written only when it moves forward.
+        let latest = prepared
+            .iter()
+            .filter_map(|p| p.latest)
+            .max()
+            .filter(|at| last_at.is_none_or(|known| known < *at));
         let result: Result<(), TransactionError<()>> = (
             &self.incidents,
             &self.timeline,
@@ -680,17 +711,23 @@ impl Store {
                 meta.insert("count_incidents", &next_counts.0.to_be_bytes())?;
                 meta.insert("count_events", &next_counts.1.to_be_bytes())?;
                 if let Some(at) = latest {
-                    let known = meta
-                        .get("last_at")?
-                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                        .map(i64::from_be_bytes);
-                    if known.is_none_or(|k| k < at) {
-                        meta.insert("last_at", &at.to_be_bytes())?;
-                    }
+                    meta.insert("last_at", &at.to_be_bytes())?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         result?;
+        if latest.is_some() {
+            *last_at = latest;
+        }
+        drop(last_at);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() > RECENT {
+            recent.clear();
+        }
+        for c in commits {
+            recent.insert(c.after.id, c.after.clone());
+        }
+        drop(recent);
         // Not flushed here: `make_durable`, called once the caller's lock is released, flushes
         // and syncs for every commit made meanwhile (group commit).
         self.committed

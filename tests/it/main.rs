@@ -1,6 +1,7 @@
 //! warroom's integration tests: one crate, a module per area, shared helpers in `helpers`.
 
 mod bad_input;
+mod bench;
 mod console_story;
 mod crash;
 mod damage;

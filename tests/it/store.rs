@@ -310,6 +310,39 @@ fn a_durable_commit_syncs_the_disk_before_the_reply_and_concurrent_commits_share
         syncs >= 1 && syncs < commits,
         "{syncs} syncs for {commits} commits"
     );
+    // Decided in rounds, each update saw the one before it: none is lost or doubled, and the
+    // timer index agrees with the incident.
+    let events = app.store().events(warroom::domain::IncidentId(1)).unwrap();
+    for t in 0..8 {
+        for n in 0..25 {
+            let text = format!("t{t} n{n}");
+            let count = events
+                .iter()
+                .filter(|e| {
+                    e.text.match_indices(&text).any(|(i, _)| {
+                        !e.text[i + text.len()..].starts_with(|c: char| c.is_ascii_digit())
+                    })
+                })
+                .count();
+            assert_eq!(count, 1, "update {text} appears {count} times");
+        }
+    }
+    let mut seqs: Vec<u32> = events.iter().map(|e| e.seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), events.len(), "event numbers repeat");
+    let inc = app
+        .store()
+        .incident(warroom::domain::IncidentId(1))
+        .unwrap()
+        .unwrap();
+    let mut held: Vec<_> = inc.timers.iter().map(|t| t.due).collect();
+    held.sort();
+    let mut indexed = app
+        .store()
+        .timers_of(warroom::domain::IncidentId(1))
+        .unwrap();
+    indexed.sort();
+    assert_eq!(held, indexed, "the timer index disagrees with the incident");
     say(&format!(
         "group commit: {commits} concurrent commits, {syncs} fdatasync calls"
     ));
@@ -359,6 +392,28 @@ fn a_burst_of_due_timers_is_fired_in_batches_with_one_sync_each() {
     assert!(
         fired_syncs <= batches + 1,
         "{fired_syncs} syncs for {fired} fired timers in {batches} batches"
+    );
+    // Each incident's L1 budget fired exactly once.
+    let escalations = app
+        .store()
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.text.contains("L1 → L2"))
+        .map(|m| m.incident)
+        .collect::<Vec<_>>();
+    let mut distinct = escalations.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 300, "every incident escalates once");
+    assert!(
+        escalations.len() <= 2 * 300,
+        "{} escalation messages for 300 incidents",
+        escalations.len()
+    );
+    assert!(
+        app.fire_due(due).unwrap() == 0,
+        "a second pass fired something again"
     );
     say(&format!(
         "burst: {fired} timers fired with {fired_syncs} fdatasync calls"

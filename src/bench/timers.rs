@@ -1,0 +1,287 @@
+//! Timers: restart with many pending timers (open the folder, fire the first overdue one,
+//! durably), the cost of firing one, and lateness on the real clock: timers spread over time
+//! among 100,000 pending, and a burst of 10,000 due at the same instant.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+
+use crate::app::{App, ReplyKind};
+use crate::clock::{Clock, VirtualClock};
+use crate::config::Config;
+use crate::domain::UserName;
+use crate::store::{Durability, Store, StoreOptions};
+
+use super::{Figure, ms, percentile, us};
+
+/// The real clock, shifted by a fixed offset: time passes as it really does, from a chosen
+/// instant, so timers filled at chosen virtual times fall due during the measurement.
+struct ShiftedClock {
+    offset: TimeDelta,
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+            .checked_add_signed(self.offset)
+            .unwrap_or_else(Utc::now)
+    }
+    fn real_wait(&self, t: DateTime<Utc>) -> Option<Duration> {
+        Some(
+            t.signed_duration_since(self.now())
+                .to_std()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// A fixed origin for filled stores, far from today so that nothing is confused with it.
+fn origin() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+/// Fill options: the fill itself is not measured, so it skips the fdatasync.
+fn fill_options() -> StoreOptions {
+    StoreOptions {
+        durability: Durability::Flush,
+        ..StoreOptions::default()
+    }
+}
+
+/// Opens one SEV2 incident at each of `times` (three timers each: the L1 budget and the Plan A
+/// silence check one hour later, the Plan B deadline four hours later).
+fn fill_at(dir: &Path, times: impl Iterator<Item = DateTime<Utc>>) -> anyhow::Result<usize> {
+    let config = Arc::new(Config::builtin()?);
+    let clock = Arc::new(VirtualClock::new(origin()));
+    let app = App::new(
+        Store::open_with(dir, &fill_options())?,
+        config,
+        clock.clone(),
+    );
+    let alice = app.actor(&UserName::new("alice"));
+    let mut n = 0;
+    for at in times {
+        clock.set(at);
+        open(&app, &alice, n)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn open(app: &App, who: &crate::domain::Actor, n: usize) -> anyhow::Result<()> {
+    let r = app.run_line(
+        who,
+        None,
+        &format!("/incident open title:\"load {n}\" severity:2 service:mail force:true"),
+    );
+    anyhow::ensure!(r.kind == ReplyKind::Reply, "bench open failed: {}", r.text);
+    Ok(())
+}
+
+/// With `pending` timers in the store: restart to the first overdue fire (open the folder, find
+/// the deadline, fire it, sync), five times; then the cost of firing one due timer.
+pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
+    const OVERDUE: usize = 5;
+    let config = Arc::new(Config::builtin()?);
+    let now = Utc::now();
+    let t = Instant::now();
+    // A few incidents whose timers are overdue at restart, then the bulk far in the future,
+    // opened by 8 callers at once.
+    let past = now.checked_sub_signed(TimeDelta::hours(2)).unwrap_or(now);
+    fill_at(dir, (0..OVERDUE).map(|_| past))?;
+    let future = now.checked_add_signed(TimeDelta::days(1)).unwrap_or(now);
+    {
+        let clock = Arc::new(VirtualClock::new(future));
+        let app = Arc::new(App::new(
+            Store::open_with(dir, &fill_options())?,
+            config.clone(),
+            clock,
+        ));
+        let incidents = pending.div_ceil(3).saturating_sub(OVERDUE);
+        let callers = 8;
+        let threads: Vec<_> = (0..callers)
+            .map(|c| {
+                let app = app.clone();
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    let alice = app.actor(&UserName::new("alice"));
+                    let mut n = c;
+                    while n < incidents {
+                        open(&app, &alice, n)?;
+                        n += callers;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join()
+                .map_err(|_| anyhow::anyhow!("a fill thread panicked"))??;
+        }
+    }
+    let fill = t.elapsed();
+
+    let mut first_fire = Vec::new();
+    for _ in 0..OVERDUE {
+        let t = Instant::now();
+        let app = App::new(
+            Store::open(dir)?,
+            config.clone(),
+            Arc::new(crate::clock::SystemClock),
+        );
+        let fired = app.fire_one(Utc::now())?;
+        first_fire.push(t.elapsed());
+        anyhow::ensure!(fired, "no overdue timer fired after the restart");
+    }
+    first_fire.sort();
+    let pending_now = Store::open(dir)?.pending_timers();
+
+    let clock = Arc::new(VirtualClock::new(future));
+    let app = App::new(Store::open(dir)?, config, clock.clone());
+    let mut fire = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let Some(due) = app.next_due()? else { break };
+        clock.set(due);
+        let t = Instant::now();
+        app.fire_one(due)?;
+        fire.push(t.elapsed());
+    }
+    fire.sort();
+    let worst = percentile(&first_fire, 1.0);
+    Ok(vec![
+        Figure::new(
+            "restart_first_fire_ms",
+            format!("restart to first overdue fire, {pending_now} pending (median of {OVERDUE})"),
+            ms(percentile(&first_fire, 0.5)),
+            "ms",
+        )
+        .target("≤ 1 s", worst <= Duration::from_secs(1))
+        .note(format!(
+            "worst {:.0} ms; filled in {:.0} s; warm page cache",
+            ms(worst),
+            fill.as_secs_f64()
+        )),
+        Figure::new(
+            "fire_one_p50",
+            "fire one due timer (claim, decide, commit, sync) p50",
+            us(percentile(&fire, 0.5)),
+            "µs",
+        )
+        .note(format!(
+            "p99 {:.0} µs over {}",
+            us(percentile(&fire, 0.99)),
+            fire.len()
+        )),
+    ])
+}
+
+/// Runs the real scheduler on `dir` for at most `limit`, from `start` on the shifted clock,
+/// until `want` timers have fired; returns each fired timer's lateness.
+async fn watch_firing(
+    dir: &Path,
+    start: DateTime<Utc>,
+    limit: Duration,
+    want: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let config = Arc::new(Config::builtin()?);
+    let offset = start.signed_duration_since(Utc::now());
+    let late: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = late.clone();
+    let app = Arc::new(
+        App::new(Store::open(dir)?, config, Arc::new(ShiftedClock { offset })).on_fire(Arc::new(
+            move |d: TimeDelta| {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(d.to_std().unwrap_or_default());
+            },
+        )),
+    );
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(crate::scheduler::run_scheduler(app.clone(), stop_rx));
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if late.lock().unwrap_or_else(|p| p.into_inner()).len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = scheduler.await;
+    let mut out = late.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    out.sort();
+    Ok(out)
+}
+
+/// Timer lateness on the real clock (from each deadline to its messages being durable in the
+/// outbox): `pending` timers with due times spread over half an hour, watched for 20 s; then
+/// `burst` timers due at one instant.
+pub async fn lateness(dir: &Path, pending: usize, burst: usize) -> anyhow::Result<Vec<Figure>> {
+    const SPREAD_S: i64 = 1800;
+    const WATCH: Duration = Duration::from_secs(20);
+    let base = origin();
+    let incidents = pending.div_ceil(3).max(1);
+    let step_ms = (SPREAD_S * 1000) / incidents as i64;
+    let spread = dir.join("spread");
+    fill_at(
+        &spread,
+        (0..incidents).map(|i| {
+            base.checked_add_signed(TimeDelta::milliseconds(step_ms.saturating_mul(i as i64)))
+                .unwrap_or(base)
+        }),
+    )?;
+    // The first deadlines (L1 budget and silence, one hour after opening) come 2 s into the
+    // watch.
+    let first_due = base.checked_add_signed(TimeDelta::hours(1)).unwrap_or(base);
+    let start = first_due
+        .checked_sub_signed(TimeDelta::seconds(2))
+        .unwrap_or(first_due);
+    let spread_late = watch_firing(&spread, start, WATCH, usize::MAX).await?;
+    let _ = std::fs::remove_dir_all(&spread);
+
+    let bursty = dir.join("burst");
+    fill_at(&bursty, (0..burst.div_ceil(2).max(1)).map(|_| base))?;
+    let burst_late = watch_firing(&bursty, start, WATCH, burst).await?;
+    let _ = std::fs::remove_dir_all(&bursty);
+
+    let p99 = percentile(&spread_late, 0.99);
+    let last = percentile(&burst_late, 1.0);
+    Ok(vec![
+        Figure::new(
+            "lateness_spread_p99_ms",
+            format!(
+                "timer lateness p99, {pending} pending, due times spread ({} fired in {} s)",
+                spread_late.len(),
+                WATCH.as_secs() - 2
+            ),
+            ms(p99),
+            "ms",
+        )
+        .target("≤ 50 ms", p99 <= Duration::from_millis(50))
+        .note(format!(
+            "p50 {:.1} ms, max {:.1} ms",
+            ms(percentile(&spread_late, 0.5)),
+            ms(percentile(&spread_late, 1.0))
+        )),
+        Figure::new(
+            "burst_last_ms",
+            format!(
+                "{} timers due at once: the last one's messages durable after the deadline",
+                burst_late.len()
+            ),
+            ms(last),
+            "ms",
+        )
+        .target(
+            "≤ 2 s",
+            last <= Duration::from_secs(2) && burst_late.len() >= burst,
+        )
+        .note(format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            ms(percentile(&burst_late, 0.5)),
+            ms(percentile(&burst_late, 0.99))
+        )),
+    ])
+}
