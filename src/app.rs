@@ -73,6 +73,8 @@ pub struct App {
     dm_sdm: bool,
     /// Whether the front end keeps a status card, so that every change queues a refresh.
     cards: bool,
+    /// Counters and histograms for `/metrics` (see `metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -89,7 +91,12 @@ impl App {
             reach: BTreeSet::new(),
             dm_sdm: false,
             cards: true,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// For a front end without a status card (the console): no refreshes are queued.
@@ -158,7 +165,7 @@ impl App {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no half-written state (sled transactions are
         // atomic), so a poisoned lock is safe to take over.
         self.write.lock().unwrap_or_else(|p| p.into_inner())
@@ -180,7 +187,11 @@ impl App {
     pub fn run_line(&self, actor: &Actor, place: Option<IncidentId>, line: &str) -> Response {
         match self.specs.parse(line) {
             Ok(inv) => self.execute(actor, place, &inv),
-            Err(e) => Response::error(e.to_string()),
+            Err(e) => {
+                self.metrics
+                    .command("(unparsed)", ReplyKind::Error.as_str());
+                Response::error(e.to_string())
+            }
         }
     }
 
@@ -189,6 +200,7 @@ impl App {
     /// one sync.
     pub fn execute(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
         let r = self.decide(actor, place, inv);
+        self.metrics.command(&inv.path, r.kind.as_str());
         if let Err(e) = self.store.make_all_durable() {
             let e = self.store.explain(e);
             tracing::error!(error = %e, "cannot make a commit durable");
@@ -377,7 +389,7 @@ impl App {
     }
 
     /// Commits a decision and queues its messages. The reply goes out only after the commit.
-    fn apply(
+    pub(crate) fn apply(
         &self,
         before: Option<&Incident>,
         d: Decision,
@@ -409,6 +421,15 @@ impl App {
             outbox.push(o);
             outbox.extend(copies);
         }
+        // Time to acknowledge counts to the incident's first acknowledgement only.
+        let first_ack = before.is_some()
+            && d.events
+                .iter()
+                .any(|e| matches!(e.kind, crate::domain::EventKind::Acknowledged { .. }))
+            && self.store.events(d.incident.id).is_ok_and(|old| {
+                !old.iter()
+                    .any(|e| matches!(e.kind, crate::domain::EventKind::Acknowledged { .. }))
+            });
         let commit = Commit {
             before,
             after: &d.incident,
@@ -419,6 +440,7 @@ impl App {
         if let Err(e) = self.store.commit(commit) {
             return self.storage_failure(e);
         }
+        self.observe(before, &d, first_ack);
         self.timers_changed.notify_one();
         if !outbox.is_empty() {
             self.outbox_ready.notify_one();
@@ -427,6 +449,26 @@ impl App {
             kind: ReplyKind::Reply,
             text: d.reply,
             incident: Some(d.incident.id),
+        }
+    }
+
+    /// Counts what a committed decision did, for `/metrics`.
+    fn observe(&self, before: Option<&Incident>, d: &Decision, first_ack: bool) {
+        for m in &d.messages {
+            if let Some(n) = m.nudge.and_then(|id| d.incident.nudge(id)) {
+                self.metrics.nudge(&n.kind);
+            }
+        }
+        let now = self.clock.now();
+        if first_ack {
+            self.metrics
+                .acknowledged(now.signed_duration_since(d.incident.opened_at));
+        }
+        if before.is_some_and(Incident::is_open)
+            && let crate::domain::IncidentState::Resolved { at, .. } = &d.incident.state
+        {
+            self.metrics
+                .resolved(at.signed_duration_since(d.incident.opened_at));
         }
     }
 
@@ -550,6 +592,7 @@ impl App {
         if r.kind == ReplyKind::Error {
             return Err(StoreError::Sled(r.text));
         }
+        self.metrics.timer_late(at.signed_duration_since(t.due));
         Ok(true)
     }
 
