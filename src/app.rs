@@ -79,11 +79,17 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
+        let specs = CommandSet::builtin();
+        let metrics = crate::metrics::Metrics::new();
+        metrics.prime(
+            specs.runnable().into_iter().map(|c| c.path.as_str()),
+            config.alerts.sources.keys().map(String::as_str),
+        );
         App {
             store,
             config,
             clock,
-            specs: CommandSet::builtin(),
+            specs,
             write: Mutex::new(()),
             timers_changed: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
@@ -91,7 +97,7 @@ impl App {
             reach: BTreeSet::new(),
             dm_sdm: false,
             cards: true,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(metrics),
         }
     }
 

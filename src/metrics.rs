@@ -56,6 +56,17 @@ struct DestinationLabels {
     destination: String,
 }
 
+/// The outcomes of `warroom_alerts_received_total`.
+pub const ALERT_OUTCOMES: [&str; 7] = [
+    "opened",
+    "updated",
+    "unchanged",
+    "ignored",
+    "refused",
+    "unauthorized",
+    "failed",
+];
+
 /// Every metric warroom keeps.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -186,6 +197,51 @@ impl Metrics {
             open_incidents,
             outbox_depth,
             outbox_oldest,
+        }
+    }
+
+    /// Creates the series that are known from the start at zero, so that a scrape shows every
+    /// family and `rate()` has a starting point: each command path with each outcome, each
+    /// nudge kind, each delivery failure reason, and each alert source with each outcome.
+    pub fn prime<'a>(
+        &self,
+        commands: impl IntoIterator<Item = &'a str>,
+        sources: impl IntoIterator<Item = &'a str>,
+    ) {
+        for c in commands {
+            for outcome in ["reply", "error"] {
+                let _ = self.commands.get_or_create(&CommandLabels {
+                    command: c.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
+        }
+        for kind in [
+            "tier_pickup",
+            "sdm_alert",
+            "plan_b_due",
+            "track_silent",
+            "vendor_callback",
+            "handover",
+            "drill_due",
+            "confirm_resolved",
+        ] {
+            let _ = self.nudges.get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            });
+        }
+        for reason in ["retry", "unreachable", "permanent"] {
+            let _ = self.delivery_failures.get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
+        for source in sources {
+            for outcome in ALERT_OUTCOMES {
+                let _ = self.alerts.get_or_create(&AlertLabels {
+                    source: source.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
         }
     }
 

@@ -104,7 +104,19 @@ fn readme_command_table_matches_the_definitions() {
 }
 
 /// The files under `../shared/` that tests may read, each through `helpers::shared_file`.
-const SHARED_FILES: &[&str] = &["discord/openapi.json"];
+const SHARED_FILES: &[&str] = &[
+    "discord/openapi.json",
+    "alerts/am-v4-firing-goalert.json",
+    "alerts/am-v4-firing-nested-route.json",
+    "alerts/am-v4-firing-lenient-msteams.json",
+    "alerts/am-v4-firing-old-nofingerprint.json",
+    "alerts/am-v4-resolved-old-nofingerprint.json",
+    "alerts/am-v4-resolved-kube.json",
+    "alerts/grafana-webhook-firing.json",
+    "alerts/pagerduty-v2-trigger.json",
+    "alerts/pagerduty-v2-acknowledge.json",
+    "alerts/pagerduty-v2-resolve.json",
+];
 
 /// Code without comments, so that docs may mention paths.
 fn code_of(text: &str) -> String {

@@ -1,5 +1,6 @@
 //! warroom's integration tests: one crate, a module per area, shared helpers in `helpers`.
 
+mod alerts;
 mod bad_input;
 mod console_story;
 mod crash;
@@ -13,6 +14,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod layout;
+mod metrics;
 mod overnight;
 mod report;
 mod roles;
