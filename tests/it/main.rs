@@ -1,5 +1,6 @@
 //! warroom's integration tests: one crate, a module per area, shared helpers in `helpers`.
 
+mod alertmanager;
 mod alerts;
 mod bad_input;
 mod console_story;
