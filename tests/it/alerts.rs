@@ -1135,3 +1135,79 @@ fn the_console_refuses_to_serve_a_source_whose_token_is_unset() {
     );
     assert!(!data.exists(), "refused before the data folder was opened");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_warroom_discord_an_alert_opens_a_channel_whose_post_links_the_alert() {
+    use crate::fake_discord::FakeDiscord;
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::helpers::free_port();
+    // The token variable must be set in this process: cargo sets CARGO_PKG_NAME for tests.
+    let token = std::env::var("CARGO_PKG_NAME").unwrap();
+    let config = crate::discord::config_full(
+        dir.path(),
+        &fake.base(),
+        "",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[alerts.sources.prom]\nkind = \"alertmanager\"\ntoken_env = \"CARGO_PKG_NAME\"\n"
+        ),
+    );
+    let clock = Arc::new(VirtualClock::new(at(START)));
+    let running = crate::discord::bot_with(&fake, dir.path(), clock, config).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // Ready once the gateway's `ready` event has come.
+    let mut ready = Value::Null;
+    for _ in 0..50 {
+        let resp = client.get(format!("{base}/ready")).send().await.unwrap();
+        let code = resp.status().as_u16();
+        ready = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        if code == 200 {
+            break;
+        }
+        assert_eq!(code, 503, "{ready}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["gateway"], "connected", "{ready}");
+    assert_eq!(ready["scheduler"], "running", "{ready}");
+    assert_eq!(ready["store"], "open", "{ready}");
+    let resp = client
+        .post(format!("{base}/alerts/prom"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(am_body("g", "firing", &[("a", "firing")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    fake.until("the alert's incident channel", |s| {
+        s.channels.iter().any(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("inc-1-disk-full"))
+        })
+    })
+    .await;
+    let ch: u64 = fake.channel_named("inc-1-").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fake.until("the opening post", |s| {
+        s.messages.values().any(|m| {
+            m["channel_id"] == json!(ch.to_string())
+                && m["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("opened by alert:prom"))
+        })
+    })
+    .await;
+    let post = crate::discord::with_text(&fake, ch, "opened by alert:prom");
+    let text = post[0]["content"].as_str().unwrap();
+    assert!(
+        text.contains("http://prom.example:9090/graph?g0.expr=disk_free"),
+        "the opening post links the alert's generator: {text}"
+    );
+    assert!(text.contains("instance=a"), "{text}");
+    running.stop().await;
+}
