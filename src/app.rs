@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use crate::batch::{Batch, Job, Pending, Round};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{Destination, Health, fallback};
@@ -15,7 +16,10 @@ use crate::domain::{
     Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render,
 };
 use crate::spec::{CommandSet, Invocation, Request};
-use crate::store::{Commit, Outgoing, Store, StoreError};
+use crate::store::{Outgoing, Store, StoreError};
+
+/// Told how late a fired timer was.
+pub type FireHook = Arc<dyn Fn(chrono::TimeDelta) + Send + Sync>;
 
 /// How a reply is shown: errors only to the sender (ephemeral on Discord).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -43,7 +47,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn error(text: impl Into<String>) -> Response {
+    pub(crate) fn error(text: impl Into<String>) -> Response {
         Response {
             kind: ReplyKind::Error,
             text: text.into(),
@@ -60,7 +64,11 @@ pub struct App {
     /// One decision at a time: the engine reads, decides and commits under this lock, so no two
     /// decisions interleave on the same incident. A std Mutex: the critical section is short,
     /// synchronous sled work, never held across an await.
-    write: Mutex<()>,
+    write: Mutex<Batch>,
+    /// Commands waiting for the next round of decisions (see `batch`).
+    queue: Mutex<Vec<Arc<Job>>>,
+    /// Told how late each fired timer was once its messages are durable (metrics, the bench).
+    on_fire: Option<FireHook>,
     /// Poked whenever timers may have changed, so the scheduler re-reads the next deadline.
     pub timers_changed: Arc<Notify>,
     /// Poked whenever the outbox has something new.
@@ -90,7 +98,9 @@ impl App {
             config,
             clock,
             specs,
-            write: Mutex::new(()),
+            write: Mutex::new(Batch::default()),
+            queue: Mutex::new(Vec::new()),
+            on_fire: None,
             timers_changed: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
@@ -103,6 +113,13 @@ impl App {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// Calls `hook` with each fired timer's lateness (from its deadline to its messages being
+    /// durable in the outbox).
+    pub fn on_fire(mut self, hook: FireHook) -> App {
+        self.on_fire = Some(hook);
+        self
     }
 
     /// For a front end without a status card (the console): no refreshes are queued.
@@ -171,13 +188,19 @@ impl App {
         }
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
         // A panic while holding the lock leaves no half-written state (sled transactions are
         // atomic), so a poisoned lock is safe to take over.
-        self.write.lock().unwrap_or_else(|p| p.into_inner())
+        self.write.lock().unwrap_or_else(|p| {
+            // A round that panicked leaves its decisions uncommitted: they are dropped, never
+            // committed by the next round.
+            let mut batch = p.into_inner();
+            batch.discard();
+            batch
+        })
     }
 
-    fn storage_failure(&self, e: StoreError) -> Response {
+    pub(crate) fn storage_failure(&self, e: StoreError) -> Response {
         let e = self.store.explain(e);
         tracing::error!(error = %e, "storage failure");
         if let StoreError::Corrupt { .. } = e {
@@ -201,24 +224,81 @@ impl App {
         }
     }
 
-    /// Runs a parsed invocation. The reply goes out only once its commit is durable; the wait
-    /// for the disk happens outside the decision lock, so callers that commit meanwhile share
-    /// one sync.
+    /// Runs a parsed invocation. The reply goes out only once its commit is durable. Callers
+    /// that arrive while a decision is being made queue up; the next holder of the decision
+    /// lock decides every queued command in order and commits them together, and one sync then
+    /// covers them all (see `batch`).
     pub fn execute(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
-        let r = self.decide(actor, place, inv);
-        self.metrics.command(&inv.path, r.kind.as_str());
+        let mine = Arc::new(Job::new(actor.clone(), place, inv.clone()));
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(mine.clone());
+        let mut batch = self.lock();
+        if mine.is_taken() {
+            // Another caller's round took it; the answer comes once that round is durable.
+            drop(batch);
+            return mine.wait();
+        }
+        let jobs: Vec<Arc<Job>> =
+            std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for j in &jobs {
+            j.take();
+        }
+        let round = Round { jobs: &jobs };
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (i, j) in jobs.iter().enumerate() {
+            batch.job = i;
+            answers.push(self.decide(&mut batch, &j.actor, j.place, &j.inv));
+        }
+        let _ = self.end_round(&mut batch);
+        for (i, e) in batch.take_failed() {
+            if let Some(a) = answers.get_mut(i) {
+                *a = self.storage_failure(e);
+            }
+        }
+        drop(batch);
         if let Err(e) = self.store.make_all_durable() {
             let e = self.store.explain(e);
             tracing::error!(error = %e, "cannot make a commit durable");
-            return Response::error(format!(
-                "warroom recorded this but could not confirm it reached the disk ({e}); check the data folder's disk, then look at /incident status before trying again"
-            ));
+            for a in answers.iter_mut() {
+                *a = Response::error(format!(
+                    "warroom recorded this but could not confirm it reached the disk ({e}); check the data folder's disk, then look at /incident status before trying again"
+                ));
+            }
+        }
+        let mut own = None;
+        for (j, a) in jobs.iter().zip(answers) {
+            self.metrics.command(&j.inv.path, a.kind.as_str());
+            if Arc::ptr_eq(j, &mine) {
+                own = Some(a.clone());
+            }
+            j.finish(a);
+        }
+        drop(round);
+        own.unwrap_or_else(|| Response::error("warroom lost track of this command; try again"))
+    }
+
+    /// Commits what the round decided so far and pokes the loops that care.
+    pub(crate) fn end_round(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        let r = batch.commit(&self.store);
+        if std::mem::take(&mut batch.committed) {
+            self.timers_changed.notify_one();
+        }
+        if std::mem::take(&mut batch.queued_messages) && r.is_ok() {
+            self.outbox_ready.notify_one();
         }
         r
     }
 
-    /// Decides and commits one invocation, under the decision lock.
-    fn decide(&self, actor: &Actor, place: Option<IncidentId>, inv: &Invocation) -> Response {
+    /// Decides one invocation into the round (the caller holds the decision lock).
+    fn decide(
+        &self,
+        batch: &mut Batch,
+        actor: &Actor,
+        place: Option<IncidentId>,
+        inv: &Invocation,
+    ) -> Response {
         let request = match inv.to_request() {
             Ok(r) => r,
             Err(e) => return Response::error(e),
@@ -228,7 +308,6 @@ impl App {
             .find(&inv.path)
             .map(|c| c.usage())
             .unwrap_or_default();
-        let _guard = self.lock();
         let now = self.clock.now();
         let ctx = Ctx {
             now,
@@ -245,6 +324,10 @@ impl App {
             force,
         }) = &request
         {
+            // An open reads other incidents (duplicates, the next id): the round so far first.
+            if let Err(e) = self.end_round(batch) {
+                return self.storage_failure(e);
+            }
             if !*force {
                 match self.recent_duplicate(actor, service, now) {
                     Ok(Some(dup)) => {
@@ -275,7 +358,7 @@ impl App {
             };
             return match engine::open(&ctx, actor, id, title, *severity, service, exercise) {
                 Ok(d) => {
-                    let r = self.apply(None, d, None);
+                    let r = self.apply(batch, None, d, None);
                     // A drill restarts its service's drill clock.
                     let every = self
                         .config
@@ -286,11 +369,17 @@ impl App {
                     if *drill
                         && r.kind == ReplyKind::Reply
                         && let Some(every) = every
-                        && let Err(e) =
+                    {
+                        // The drill clock moves only with a committed drill.
+                        if let Err(e) = self.end_round(batch) {
+                            return self.storage_failure(e);
+                        }
+                        if let Err(e) =
                             self.store
                                 .set_drill(service.trim(), now.checked_add_signed(every), &[])
-                    {
-                        tracing::error!(error = %e, "cannot reschedule the drill");
+                        {
+                            tracing::error!(error = %e, "cannot reschedule the drill");
+                        }
                     }
                     r
                 }
@@ -303,7 +392,7 @@ impl App {
                 inv.path
             ));
         };
-        let inc = match self.store.incident(id) {
+        let inc = match batch.incident(&self.store, id) {
             Ok(Some(i)) => i,
             Ok(None) => return Response::error(format!("{id} does not exist")),
             Err(e) => return self.storage_failure(e),
@@ -315,7 +404,7 @@ impl App {
         };
         match request {
             Request::Change(cmd) => match engine::handle(&ctx, actor, &inc, &cmd) {
-                Ok(d) => self.apply(Some(&inc), d, None),
+                Ok(d) => self.apply(batch, Some(&inc), d, None),
                 Err(r) => {
                     let hint = if r.kind == engine::RefusalKind::Invalid {
                         format!("\nusage: {usage}")
@@ -328,6 +417,12 @@ impl App {
             Request::Status | Request::Timeline | Request::Report => {
                 if let Err(r) = authorize(&ctx, actor, Some(&inc), &inv.path, None, None) {
                     return Response::error(r.to_string());
+                }
+                if request != Request::Status
+                    && batch.touched(id)
+                    && let Err(e) = self.end_round(batch)
+                {
+                    return self.storage_failure(e);
                 }
                 match request {
                     Request::Status => read(self.status_card(&inc)),
@@ -397,11 +492,13 @@ impl App {
     /// Commits a decision and queues its messages. The reply goes out only after the commit.
     pub(crate) fn apply(
         &self,
+        batch: &mut Batch,
         before: Option<&Incident>,
         d: Decision,
         fired: Option<&crate::store::DueTimer>,
     ) -> Response {
-        let mut messages = d.messages.clone();
+        self.observe(batch, before, &d);
+        let mut messages = d.messages;
         if self.cards && before != Some(&d.incident) {
             messages.push(crate::domain::Message {
                 at: self.clock.now(),
@@ -427,48 +524,42 @@ impl App {
             outbox.push(o);
             outbox.extend(copies);
         }
-        // Time to acknowledge counts to the incident's first acknowledgement only.
-        let first_ack = before.is_some()
-            && d.events
-                .iter()
-                .any(|e| matches!(e.kind, crate::domain::EventKind::Acknowledged { .. }))
-            && self.store.events(d.incident.id).is_ok_and(|old| {
-                !old.iter()
-                    .any(|e| matches!(e.kind, crate::domain::EventKind::Acknowledged { .. }))
-            });
-        let commit = Commit {
-            before,
-            after: &d.incident,
-            events: &d.events,
-            outbox: &outbox,
-            consumed: fired,
-        };
-        if let Err(e) = self.store.commit(commit) {
-            return self.storage_failure(e);
-        }
-        self.observe(before, &d, first_ack);
-        self.timers_changed.notify_one();
-        if !outbox.is_empty() {
-            self.outbox_ready.notify_one();
-        }
+        let id = d.incident.id;
+        batch.add(Pending {
+            before: before.cloned(),
+            after: d.incident,
+            events: d.events,
+            outbox,
+            consumed: fired.cloned(),
+        });
         Response {
             kind: ReplyKind::Reply,
             text: d.reply,
-            incident: Some(d.incident.id),
+            incident: Some(id),
         }
     }
 
-    /// Counts what a committed decision did, for `/metrics`.
-    fn observe(&self, before: Option<&Incident>, d: &Decision, first_ack: bool) {
+    /// Counts what a decision did, for `/metrics`: its nudges, and the time to its incident's
+    /// first acknowledgement or to its resolution. Counted when decided; a round whose commit
+    /// then fails (the store is failing) has counted decisions it did not keep.
+    fn observe(&self, batch: &Batch, before: Option<&Incident>, d: &Decision) {
+        use crate::domain::EventKind;
         for m in &d.messages {
             if let Some(n) = m.nudge.and_then(|id| d.incident.nudge(id)) {
                 self.metrics.nudge(&n.kind);
             }
         }
-        let now = self.clock.now();
-        if first_ack {
+        let acked = |e: &crate::domain::Event| matches!(e.kind, EventKind::Acknowledged { .. });
+        if let Some(before) = before
+            && d.events.iter().any(acked)
+            && !batch.acknowledged(before.id)
+            && self
+                .store
+                .events(before.id)
+                .is_ok_and(|old| !old.iter().any(acked))
+        {
             self.metrics
-                .acknowledged(now.signed_duration_since(d.incident.opened_at));
+                .acknowledged(self.clock.now().signed_duration_since(d.incident.opened_at));
         }
         if before.is_some_and(Incident::is_open)
             && let crate::domain::IncidentState::Resolved { at, .. } = &d.incident.state
@@ -555,38 +646,123 @@ impl App {
 
     /// Fires the earliest timer if it is due at `now`. Returns whether one was fired.
     pub fn fire_one(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let fired = {
-            let _guard = self.lock();
-            self.fire_next_locked(now, now)?
-        };
-        // Its messages go out only once the claim and the decision are on disk.
-        self.store.make_all_durable()?;
-        Ok(fired)
+        Ok(self.fire_round(now, now, 1)?.0 > 0)
     }
 
-    /// Fires the earliest timer (or drill) if it is due at `now`, deciding at `at`. The caller
-    /// holds the decision lock.
-    fn fire_next_locked(&self, now: DateTime<Utc>, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let timer = self.store.next_timer()?;
-        if let Some((due, service)) = self.store.drill_first()?
-            && due <= now
-            && timer.as_ref().is_none_or(|t| t.due >= due)
-        {
-            self.fire_drill(&service, due, at)?;
-            return Ok(true);
+    /// Fires every timer due at `now`, in deadline order. Returns how many fired.
+    pub fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let (fired, full) = self.fire_round(now, now, Self::FIRE_BATCH)?;
+            n += fired;
+            if !full {
+                return Ok(n);
+            }
         }
-        let Some(t) = timer else {
-            return Ok(false);
+    }
+
+    /// How many due timers one round claims before one transaction and one sync cover them.
+    pub const FIRE_BATCH: usize = 256;
+
+    /// Fires up to `FIRE_BATCH` timers due at `now` in one round: decided one after another
+    /// under one hold of the decision lock, committed as one transaction, then made durable
+    /// with one sync. Each decision is made at the clock's time when it is made (never before
+    /// `now`), so a late message says how late it really is.
+    pub fn fire_batch(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.fire_round(now, now, Self::FIRE_BATCH)?.0)
+    }
+
+    /// One round of firing: returns how many fired, and whether the round was full (more may
+    /// be due).
+    fn fire_round(
+        &self,
+        now: DateTime<Utc>,
+        at_least: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut dues = Vec::new();
+        let (fired, full) = {
+            let mut batch = self.lock();
+            match self.fire_listed(&mut batch, now, at_least, limit, &mut dues) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Nothing of a failed round is kept: it is decided again next time.
+                    batch.discard();
+                    return Err(e);
+                }
+            }
         };
-        if t.due > now {
-            return Ok(false);
+        if fired > 0 {
+            // Its messages go out only once the claims and the decisions are on disk.
+            self.store.make_all_durable()?;
+            let done = self.clock.now();
+            for due in dues {
+                let late = done.signed_duration_since(due);
+                self.metrics.timer_late(late);
+                if let Some(hook) = &self.on_fire {
+                    hook(late);
+                }
+            }
         }
-        let inc = match self.store.incident(t.incident)? {
+        Ok((fired, full))
+    }
+
+    /// Decides and commits one round of firing (the caller holds the decision lock).
+    fn fire_listed(
+        &self,
+        batch: &mut Batch,
+        now: DateTime<Utc>,
+        at_least: DateTime<Utc>,
+        limit: usize,
+        dues: &mut Vec<DateTime<Utc>>,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut fired = 0;
+        {
+            // Drills first, one by one: they are rare, and live outside incidents.
+            while fired < limit {
+                let Some((due, service)) = self.store.drill_first()? else {
+                    break;
+                };
+                if due > now {
+                    break;
+                }
+                let at = self.clock.now().max(at_least);
+                self.fire_drill(&service, due, at)?;
+                dues.push(due);
+                fired += 1;
+            }
+            let listed = self.store.due_timers(now, limit.saturating_sub(fired))?;
+            let full = fired + listed.len() >= limit && limit > 0;
+            for t in listed {
+                let at = self.clock.now().max(at_least);
+                if self.fire_locked(batch, &t, at)? {
+                    dues.push(t.due);
+                    fired += 1;
+                }
+            }
+            let r = self.end_round(batch);
+            batch.take_failed();
+            r?;
+            Ok((fired, full))
+        }
+    }
+
+    /// Fires one listed timer into the round, deciding at `at`. Returns whether it fired: a
+    /// timer that an earlier decision in the round cancelled does not.
+    fn fire_locked(
+        &self,
+        batch: &mut Batch,
+        t: &crate::store::DueTimer,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inc = match batch.incident(&self.store, t.incident)? {
             Some(inc) if inc.timers.iter().any(|p| p.seq == t.seq) => inc,
+            // Cancelled by an earlier decision in this round: its removal is in the round.
+            _ if batch.touched(t.incident) => return Ok(false),
             _ => {
                 tracing::warn!(incident = %t.incident, "dropping a timer its incident no longer holds");
-                self.store.drop_timer(&t)?;
-                return Ok(true);
+                self.store.drop_timer(t)?;
+                return Ok(false);
             }
         };
         let ctx = Ctx {
@@ -594,49 +770,11 @@ impl App {
             policy: &self.config.policy,
         };
         let d = engine::fire(&ctx, &inc, t.seq);
-        let r = self.apply(Some(&inc), d, Some(&t));
+        let r = self.apply(batch, Some(&inc), d, Some(t));
         if r.kind == ReplyKind::Error {
             return Err(StoreError::Sled(r.text));
         }
-        self.metrics.timer_late(at.signed_duration_since(t.due));
         Ok(true)
-    }
-
-    /// Fires every timer due at `now`, in deadline order. Returns how many fired.
-    pub fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut n = 0;
-        loop {
-            let fired = self.fire_batch(now)?;
-            n += fired;
-            if fired < Self::FIRE_BATCH {
-                return Ok(n);
-            }
-        }
-    }
-
-    /// How many due timers one batch claims before one sync covers them all.
-    pub const FIRE_BATCH: usize = 256;
-
-    /// Fires up to `FIRE_BATCH` timers due at `now` under one hold of the decision lock, then
-    /// makes them durable with one sync: a burst of simultaneous deadlines costs one disk wait
-    /// per batch, not one per timer. Each decision is made at the clock's time when it is made
-    /// (never before `now`), so a late message says how late it really is.
-    pub fn fire_batch(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut n = 0;
-        {
-            let _guard = self.lock();
-            while n < Self::FIRE_BATCH {
-                let at = self.clock.now().max(now);
-                if !self.fire_next_locked(now, at)? {
-                    break;
-                }
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.store.make_all_durable()?;
-        }
-        Ok(n)
     }
 
     /// Moves a virtual clock to `target`, firing each timer at its own due time on the way.

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod app;
+mod batch;
 pub mod bench;
 pub mod clock;
 pub mod config;

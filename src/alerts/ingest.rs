@@ -4,6 +4,7 @@
 //! decide (`domain::alert`), and commits; after the lock, it waits for the disk.
 
 use crate::app::{App, ReplyKind};
+use crate::batch::Batch;
 use crate::domain::alert::{AlertNotice, Route, SourcePolicy, alert_open, alert_update};
 use crate::domain::{Ctx, IncidentId};
 
@@ -59,8 +60,15 @@ impl App {
         routes: &[Route],
     ) -> Result<Ingested, IngestError> {
         let r = {
-            let _guard = self.lock();
-            self.decide_alert(notice, source, routes)
+            let mut batch = self.lock();
+            let r = self.decide_alert(&mut batch, notice, source, routes);
+            // This round holds only the alert's decision: commit it now.
+            let committed = self.end_round(&mut batch);
+            batch.take_failed();
+            match committed {
+                Ok(()) => r,
+                Err(e) => Err(IngestError::Storage(self.storage_failure(e).text)),
+            }
         };
         // Also for an unchanged answer: the commit it repeats may still be on its way to disk.
         if let Err(e) = self.store().make_all_durable() {
@@ -75,6 +83,7 @@ impl App {
 
     fn decide_alert(
         &self,
+        batch: &mut Batch,
         notice: &AlertNotice,
         source: &SourcePolicy,
         routes: &[Route],
@@ -95,12 +104,15 @@ impl App {
             .alert_incident(&source.name, &notice.group)
             .map_err(storage)?
         {
-            Some(id) => self.store().incident(id).map_err(storage)?.filter(|i| {
-                i.is_open()
-                    && i.alert
-                        .as_ref()
-                        .is_some_and(|l| l.source == source.name && l.group == notice.group)
-            }),
+            Some(id) => batch
+                .incident(self.store(), id)
+                .map_err(storage)?
+                .filter(|i| {
+                    i.is_open()
+                        && i.alert
+                            .as_ref()
+                            .is_some_and(|l| l.source == source.name && l.group == notice.group)
+                }),
             None => None,
         };
         let applied = |r: crate::app::Response, what: Ingested| {
@@ -113,7 +125,7 @@ impl App {
         match held {
             Some(inc) => match alert_update(&ctx, &inc, notice, source) {
                 Ok(Some(d)) => {
-                    let r = self.apply(Some(&inc), d, None);
+                    let r = self.apply(batch, Some(&inc), d, None);
                     applied(r, Ingested::Updated(inc.id))
                 }
                 Ok(None) => Ok(Ingested::Unchanged(inc.id)),
@@ -123,7 +135,7 @@ impl App {
                 let id = self.store().next_incident_id().map_err(storage)?;
                 match alert_open(&ctx, id, notice, source, routes) {
                     Ok(Some(d)) => {
-                        let r = self.apply(None, d, None);
+                        let r = self.apply(batch, None, d, None);
                         applied(r, Ingested::Opened(id))
                     }
                     Ok(None) => Ok(Ingested::Ignored),

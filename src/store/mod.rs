@@ -32,7 +32,7 @@ use crate::domain::{
 
 use chrono::{DateTime, Utc};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "the data folder {dir} is in use by another warroom process ({holder}); stop that process first, or give this one another folder with --data"

@@ -212,6 +212,82 @@ fn decode_timer_key(k: &[u8]) -> Option<(DateTime<Utc>, IncidentId, TimerSeq)> {
     Some((due, IncidentId(id), TimerSeq(seq)))
 }
 
+/// One commit turned into the bytes its transaction writes.
+struct Prepared {
+    id: IncidentId,
+    new_incident: bool,
+    incident: Vec<u8>,
+    events: Vec<(Vec<u8>, Vec<u8>)>,
+    consumed: Option<(Vec<u8>, Vec<u8>)>,
+    removed: Vec<(Vec<u8>, Vec<u8>)>,
+    added: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    outbox: Vec<([u8; 8], Vec<u8>)>,
+    latest: Option<i64>,
+    /// The alert group index follows the incident: held while it is open, let go once not.
+    group_put: Option<Vec<u8>>,
+    group_del: Option<Vec<u8>>,
+}
+
+fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
+    let id = c.after.id;
+    let old: &[PendingTimer] = c.before.map_or(&[], |b| b.timers.as_slice());
+    let removed = old
+        .iter()
+        .filter(|t| !c.after.timers.iter().any(|n| n.seq == t.seq))
+        .map(|t| (timer_key(t.due, id, t.seq), index_key(id, t.seq)))
+        .collect();
+    let added = c
+        .after
+        .timers
+        .iter()
+        .filter(|t| !old.iter().any(|o| o.seq == t.seq))
+        .map(|t| {
+            let rec = TimerRecord {
+                incident: id,
+                seq: t.seq,
+                kind: t.kind.clone(),
+            };
+            Ok((
+                timer_key(t.due, id, t.seq),
+                index_key(id, t.seq),
+                to_json(&rec)?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let group_key = c
+        .after
+        .alert
+        .as_ref()
+        .map(|l| alert_group_key(&l.source, &l.group));
+    let (group_put, group_del) = match group_key {
+        Some(k) if c.after.is_open() => (Some(k), None),
+        other => (None, other),
+    };
+    Ok(Prepared {
+        id,
+        group_put,
+        group_del,
+        new_incident: c.before.is_none(),
+        incident: to_json(c.after)?,
+        events: c
+            .events
+            .iter()
+            .map(|e| Ok((event_key(id, e.seq), to_json(e)?)))
+            .collect::<Result<_, StoreError>>()?,
+        consumed: c
+            .consumed
+            .map(|t| (t.key.clone(), index_key(t.incident, t.seq))),
+        removed,
+        added,
+        outbox: c
+            .outbox
+            .iter()
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?,
+        latest: c.events.iter().map(|e| e.at.timestamp_millis()).max(),
+    })
+}
+
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     // Our records are meant to serialise (maps keyed by enums use string keys), but a record
     // that cannot is a refused write, never a crash.
@@ -561,68 +637,35 @@ impl Store {
         Ok(self.db.generate_id()?)
     }
 
-    /// Applies one decision atomically and flushes it to disk.
+    /// Applies one decision atomically (not yet durable: see `make_durable`).
     pub fn commit(&self, c: Commit) -> Result<(), StoreError> {
-        let id = c.after.id;
-        let old: &[PendingTimer] = c.before.map_or(&[], |b| b.timers.as_slice());
-        let removed: Vec<&PendingTimer> = old
+        self.commit_all(std::slice::from_ref(&c))
+    }
+
+    /// Applies several decisions, in order, as one sled transaction: all of them or none.
+    /// A later decision may follow an earlier one on the same incident (its `before` is the
+    /// earlier `after`); the timer index ends as the last one leaves it.
+    pub fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let prepared: Vec<Prepared> = commits
             .iter()
-            .filter(|t| !c.after.timers.iter().any(|n| n.seq == t.seq))
-            .collect();
-        let added: Vec<&PendingTimer> = c
-            .after
-            .timers
-            .iter()
-            .filter(|t| !old.iter().any(|o| o.seq == t.seq))
-            .collect();
-        let incident_bytes = to_json(c.after)?;
-        let events: Vec<(Vec<u8>, Vec<u8>)> = c
-            .events
-            .iter()
-            .map(|e| Ok((event_key(id, e.seq), to_json(e)?)))
+            .map(prepare)
             .collect::<Result<_, StoreError>>()?;
-        let added: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = added
-            .iter()
-            .map(|t| {
-                let rec = TimerRecord {
-                    incident: id,
-                    seq: t.seq,
-                    kind: t.kind.clone(),
-                };
-                Ok((
-                    timer_key(t.due, id, t.seq),
-                    index_key(id, t.seq),
-                    to_json(&rec)?,
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let removed: Vec<(Vec<u8>, Vec<u8>)> = removed
-            .iter()
-            .map(|t| (timer_key(t.due, id, t.seq), index_key(id, t.seq)))
-            .collect();
-        let outbox: Vec<([u8; 8], Vec<u8>)> = c
-            .outbox
-            .iter()
-            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
-            .collect::<Result<_, StoreError>>()?;
-        // The alert group index follows the incident: held while it is open, let go once not.
-        let group_key = c
-            .after
-            .alert
-            .as_ref()
-            .map(|l| alert_group_key(&l.source, &l.group));
-        let (group_put, group_del) = match group_key {
-            Some(k) if c.after.is_open() => (Some(k), None),
-            other => (None, other),
-        };
-        let new_incident = c.before.is_none();
         // Commits are serialised by the caller; the lock keeps the counts and meta in step.
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let next_counts = (
-            counts.0.saturating_add(u64::from(new_incident)),
-            counts.1.saturating_add(c.events.len() as u64),
-        );
-        let latest = c.events.iter().map(|e| e.at.timestamp_millis()).max();
+        let mut next_counts = *counts;
+        let mut next_incident: Option<u64> = None;
+        for p in &prepared {
+            next_counts.0 = next_counts.0.saturating_add(u64::from(p.new_incident));
+            next_counts.1 = next_counts.1.saturating_add(p.events.len() as u64);
+            if p.new_incident {
+                let after = p.id.0.saturating_add(1);
+                next_incident = Some(next_incident.map_or(after, |n| n.max(after)));
+            }
+        }
+        let latest = prepared.iter().filter_map(|p| p.latest).max();
         let result: Result<(), TransactionError<()>> = (
             &self.incidents,
             &self.timeline,
@@ -633,35 +676,43 @@ impl Store {
             &self.alert_groups,
         )
             .transaction(|(inc, tl, timers, idx, out, meta, groups)| {
-                inc.insert(&id.0.to_be_bytes(), incident_bytes.as_slice())?;
-                if let Some(k) = &group_put {
-                    groups.insert(k.as_slice(), &id.0.to_be_bytes())?;
+                for p in &prepared {
+                    inc.insert(&p.id.0.to_be_bytes(), p.incident.as_slice())?;
+                    if let Some(k) = &p.group_put {
+                        groups.insert(k.as_slice(), &p.id.0.to_be_bytes())?;
+                    }
+                    if let Some(k) = &p.group_del
+                        && groups.get(k.as_slice())?.as_deref() == Some(&p.id.0.to_be_bytes()[..])
+                    {
+                        groups.remove(k.as_slice())?;
+                    }
+                    for (k, v) in &p.events {
+                        tl.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    if let Some((tk, ik)) = &p.consumed {
+                        timers.remove(tk.as_slice())?;
+                        idx.remove(ik.as_slice())?;
+                    }
+                    for (tk, ik) in &p.removed {
+                        timers.remove(tk.as_slice())?;
+                        idx.remove(ik.as_slice())?;
+                    }
+                    for (tk, ik, v) in &p.added {
+                        timers.insert(tk.as_slice(), v.as_slice())?;
+                        idx.insert(ik.as_slice(), tk.as_slice())?;
+                    }
+                    for (k, v) in &p.outbox {
+                        out.insert(k, v.as_slice())?;
+                    }
                 }
-                if let Some(k) = &group_del
-                    && groups.get(k.as_slice())?.as_deref() == Some(&id.0.to_be_bytes()[..])
-                {
-                    groups.remove(k.as_slice())?;
-                }
-                for (k, v) in &events {
-                    tl.insert(k.as_slice(), v.as_slice())?;
-                }
-                if let Some(t) = c.consumed {
-                    timers.remove(t.key.as_slice())?;
-                    idx.remove(index_key(t.incident, t.seq))?;
-                }
-                for (tk, ik) in &removed {
-                    timers.remove(tk.as_slice())?;
-                    idx.remove(ik.as_slice())?;
-                }
-                for (tk, ik, v) in &added {
-                    timers.insert(tk.as_slice(), v.as_slice())?;
-                    idx.insert(ik.as_slice(), tk.as_slice())?;
-                }
-                for (k, v) in &outbox {
-                    out.insert(k, v.as_slice())?;
-                }
-                if new_incident {
-                    meta.insert("next_incident", &id.0.saturating_add(1).to_be_bytes())?;
+                if let Some(n) = next_incident {
+                    let known = meta
+                        .get("next_incident")?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                        .map(u64::from_be_bytes);
+                    if known.is_none_or(|k| k < n) {
+                        meta.insert("next_incident", &n.to_be_bytes())?;
+                    }
                 }
                 meta.insert("count_incidents", &next_counts.0.to_be_bytes())?;
                 meta.insert("count_events", &next_counts.1.to_be_bytes())?;
@@ -680,7 +731,7 @@ impl Store {
         // Not flushed here: `make_durable`, called once the caller's lock is released, flushes
         // and syncs for every commit made meanwhile (group commit).
         self.committed
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            .fetch_add(prepared.len() as u64, std::sync::atomic::Ordering::SeqCst);
         *counts = next_counts;
         drop(counts);
         Ok(())
@@ -716,6 +767,37 @@ impl Store {
                 detail: "a timer key has the wrong length".into(),
             }),
         }
+    }
+
+    /// The earliest pending timers due at or before `now`, at most `limit`, in deadline order.
+    pub fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.timers.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let Some((due, incident, seq)) = decode_timer_key(&k) else {
+                return Err(StoreError::Corrupt {
+                    dir: self.dir.clone(),
+                    detail: "a timer key has the wrong length".into(),
+                });
+            };
+            if due > now {
+                break;
+            }
+            out.push(DueTimer {
+                due,
+                incident,
+                seq,
+                key: k.to_vec(),
+            });
+        }
+        Ok(out)
     }
 
     /// Removes a timer whose incident no longer knows it (it was already consumed).
