@@ -21,6 +21,9 @@ use super::model::*;
 const LISTED: usize = 10;
 /// A label value or URL is cut to this many characters in chat and on the timeline.
 const VALUE_CHARS: usize = 200;
+/// At most this many labels of one alert are written out in chat and on the timeline (the
+/// incident keeps them all, and the report lists them all).
+const LABELS_SHOWN: usize = 30;
 /// A title is cut to this many characters.
 const TITLE_CHARS: usize = 200;
 
@@ -169,11 +172,15 @@ fn cut(s: &str, n: usize) -> String {
 /// One line for an alert: its name, its labels, its generator URL.
 pub fn describe(labels: &BTreeMap<String, String>, url: Option<&str>) -> String {
     let name = labels.get("alertname").map_or("alert", String::as_str);
-    let labels = labels
+    let mut shown = labels
         .iter()
+        .take(LABELS_SHOWN)
         .map(|(k, v)| format!("{}={}", cut(k, 60), cut(v, VALUE_CHARS)))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect::<Vec<_>>();
+    if labels.len() > LABELS_SHOWN {
+        shown.push(format!("and {} more", labels.len() - LABELS_SHOWN));
+    }
+    let labels = shown.join(", ");
     let url = url
         .filter(|u| !u.is_empty())
         .map_or(String::new(), |u| format!(" · {}", cut(u, VALUE_CHARS * 2)));
@@ -535,6 +542,16 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_line_for_an_alert_stays_short_whatever_its_labels() {
+        let many: BTreeMap<String, String> = (0..500)
+            .map(|i| (format!("l{i:03}"), "v".repeat(5000)))
+            .collect();
+        let line = describe(&many, Some(&"u".repeat(10_000)));
+        assert!(line.contains("and 470 more"), "{}", &line[..200]);
+        assert!(line.chars().count() < 30 * 270 + 500, "{}", line.len());
     }
 
     #[test]

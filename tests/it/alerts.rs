@@ -889,6 +889,42 @@ async fn one_group_one_incident_repeats_add_nothing_new_alerts_once_resolve_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_one_notification_open_one_incident() {
+    // Two Alertmanagers of an HA pair, or a retry racing its original, send the same group at
+    // the same moment: decisions are serialised, so exactly one opens and the rest add nothing.
+    let h = Arc::new(Intake::start().await);
+    let body = am_body("{}:{alertname=\"DiskFull\"}", "firing", &[("a", "firing")]);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let h = h.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move { h.send("prom", &body).await }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        let (code, answer) = t.await.unwrap();
+        assert_eq!(code, 200, "{answer}");
+        assert_eq!(answer["incident"], "INC-1");
+        outcomes.push(answer["outcome"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "opened").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.iter().filter(|o| *o == "unchanged").count(), 15);
+    assert_eq!(h.incidents().len(), 1);
+    let events = h.app.store().events(IncidentId(1)).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::Opened)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_restart_doubles_nothing() {
     // The same data folder, reopened by a new app: the group index came back with it.
     let dir = tempfile::tempdir().unwrap();
