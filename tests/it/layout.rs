@@ -179,4 +179,16 @@ fn tests_read_nothing_outside_the_repository_but_shared_files_through_the_ci_rul
             "helpers::shared_file lost its CI rule: no {needed}"
         );
     }
+    // So does the helper for outside programs.
+    let body = helpers
+        .split("pub fn program(")
+        .nth(1)
+        .and_then(|b| b.split("\npub fn ").next())
+        .expect("helpers.rs has program");
+    for needed in ["under_ci()", "panic!", "SKIPPING", "None"] {
+        assert!(
+            body.contains(needed),
+            "helpers::program lost its CI rule: no {needed}"
+        );
+    }
 }
