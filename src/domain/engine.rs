@@ -481,6 +481,9 @@ impl<'a> Work<'a> {
         match kind {
             NudgeKind::PlanBDue => b = vec![Button::OpenPlanB, Button::Snooze15m],
             NudgeKind::Handover { .. } => b = vec![Button::Ack],
+            // Confirming a resolve is /incident resolve, or an acknowledgement that it is not
+            // over yet; escalating or starting Plan B are no answer to it.
+            NudgeKind::ConfirmResolved => b = vec![Button::Ack, Button::Snooze15m],
             _ => {
                 if self.inc.tier != Tier::L3 {
                     b.push(Button::Escalate);
