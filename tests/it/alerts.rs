@@ -944,7 +944,18 @@ async fn a_retry_after_a_restart_doubles_nothing() {
     };
     let data = dir.path().join("data");
     for round in 0..3 {
-        let store = Store::open(&data).unwrap();
+        // Another test of this process may be spawning a child right now, and a child holds
+        // a copy of our descriptors, the folder lock's among them, until it execs: wait for it.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(&data) {
+                Err(warroom::store::StoreError::Locked { .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let clock = Arc::new(VirtualClock::new(at(START)));
         let app = App::new(store, config.clone(), clock);
         let done = app.ingest_alert(&notice, &source, &[]).unwrap();
