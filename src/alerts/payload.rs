@@ -1,9 +1,10 @@
 //! The three payload formats, each read into one `AlertNotice`: Alertmanager's webhook
 //! (`version` "4"), Grafana's webhook contact point (`version` "1") and the PagerDuty Events API
 //! v2. Every optional field is optional (`fingerprint` is missing before Alertmanager 0.19,
-//! `truncatedAlerts` before 0.21; `notification_reason` and `routeLabels` are newer), and fields
-//! this version does not know are ignored, so that a newer sender keeps working. What is
-//! required is checked here, and every refusal names the field and what was expected.
+//! `truncatedAlerts` before 0.21; `notification_reason` and `routeLabels` are newer). In the
+//! webhook formats, fields this version does not know are ignored, so that a newer Alertmanager
+//! or Grafana keeps working; the Events API is fixed, so an unknown field there is refused.
+//! What is required is checked here, and every refusal names the field and what was expected.
 
 use std::collections::BTreeMap;
 
@@ -67,16 +68,27 @@ struct WebhookAlert {
     fingerprint: Option<String>,
 }
 
+/// The Events API v2 is a fixed, documented shape, so its field names are checked: a field it
+/// does not have is a mistake worth a 400 (the webhook formats above keep growing, and are not).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsMessage {
     routing_key: Option<String>,
     event_action: Option<String>,
     dedup_key: Option<String>,
     payload: Option<EventsPayload>,
     client_url: Option<String>,
+    // Read only to be known: warroom does not use them.
+    #[allow(dead_code)]
+    client: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    links: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    images: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsPayload {
     summary: Option<String>,
     source: Option<String>,
@@ -84,6 +96,10 @@ struct EventsPayload {
     component: Option<String>,
     group: Option<String>,
     class: Option<String>,
+    #[allow(dead_code)]
+    timestamp: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    custom_details: Option<serde_json::Value>,
 }
 
 /// A parsed notification, plus what authentication needs from the body.

@@ -685,6 +685,20 @@ fn hostile_cases() -> Vec<Case> {
             "dedup_key is missing",
         ),
         pd_case(
+            "an Events body with a field the API does not have",
+            with(trigger.clone(), "priority", json!("P1")),
+            "unknown field `priority`, expected one of",
+        ),
+        pd_case(
+            "an Events payload with a field the API does not have",
+            {
+                let mut t = trigger.clone();
+                t["payload"]["hostname"] = json!("db1");
+                t
+            },
+            "unknown field `hostname`",
+        ),
+        pd_case(
             "a dedup_key over 255",
             with(trigger.clone(), "dedup_key", json!("k".repeat(256))),
             "dedup_key is 256 characters long; at most 255",
@@ -1007,6 +1021,26 @@ async fn events_api_trigger_acknowledge_resolve_and_generated_dedup_keys() {
     let inc = h.app.store().incident(IncidentId(1)).unwrap().unwrap();
     assert!(inc.is_open());
     assert!(inc.alert.as_ref().unwrap().reported_resolved);
+    // The shape Alertmanager's own pagerduty_config sends (v2), pointed at warroom with url:.
+    let from_am = serde_json::to_vec(&json!({
+        "routing_key": PD_TOKEN, "dedup_key": "0f1e2d", "event_action": "trigger",
+        "payload": {"summary": "[FIRING:1] MailQueueStuck", "source": "AlertManager", "severity": "error",
+            "custom_details": {"firing": "Labels:\n - alertname = MailQueueStuck\n", "num_firing": "1", "num_resolved": "0", "resolved": ""}},
+        "client": "AlertManager", "client_url": "http://alertmanager:9093/#/alerts?receiver=pd",
+    }))
+    .unwrap();
+    let (code, answer) = h
+        .post(
+            "/alerts/pd",
+            from_am,
+            &[("Content-Type", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (202, Some("opened")),
+        "{answer}"
+    );
     // A trigger without dedup_key gets one, and its retry is the same alert.
     let body = serde_json::to_vec(&json!({
         "routing_key": PD_TOKEN, "event_action": "trigger",
