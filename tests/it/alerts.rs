@@ -1292,3 +1292,65 @@ async fn inside_warroom_discord_an_alert_opens_a_channel_whose_post_links_the_al
     assert!(text.contains("instance=a"), "{text}");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grafana_group_resolves_through_a_signed_body() {
+    let Some(path) = shared_file("alerts/grafana-webhook-firing.json") else {
+        return;
+    };
+    let h = Intake::start().await;
+    let firing = std::fs::read(path).unwrap();
+    let (code, answer) = h.send("graf", &firing).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("opened")),
+        "{answer}"
+    );
+    // Grafana's "ok": the same group, every alert resolved, signed again.
+    let mut v: Value = serde_json::from_slice(&firing).unwrap();
+    v["status"] = json!("resolved");
+    v["state"] = json!("ok");
+    for a in v["alerts"].as_array_mut().unwrap() {
+        a["status"] = json!("resolved");
+    }
+    let resolved = serde_json::to_vec(&v).unwrap();
+    let (code, answer) = h.send("graf", &resolved).await;
+    assert_eq!(
+        (code, answer["outcome"].as_str()),
+        (200, Some("updated")),
+        "{answer}"
+    );
+    // The signature covers the body: the resolved body under the firing body's signature is
+    // refused, and changes nothing.
+    let stale = warroom::alerts::sign(GRAF_SECRET.as_bytes(), &firing);
+    let auth = format!("Bearer {GRAF_TOKEN}");
+    let (code, _) = h
+        .post(
+            "/alerts/graf",
+            resolved.clone(),
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+                ("X-Grafana-Alerting-Signature", stale.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(code, 401);
+    let inc = h.app.store().incident(IncidentId(1)).unwrap().unwrap();
+    let link = inc.alert.as_ref().unwrap();
+    assert_eq!(link.source, "graf");
+    assert!(link.reported_resolved);
+    assert!(
+        link.alerts
+            .iter()
+            .all(|a| a.status == AlertStatus::Resolved)
+    );
+    assert_eq!(
+        inc.nudges
+            .iter()
+            .filter(|n| n.kind == NudgeKind::ConfirmResolved)
+            .count(),
+        1
+    );
+    h.stop().await;
+}
