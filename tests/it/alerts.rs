@@ -1354,3 +1354,107 @@ async fn a_grafana_group_resolves_through_a_signed_body() {
     );
     h.stop().await;
 }
+
+/// A JSON value with one random change somewhere: a field removed, a value replaced by another
+/// type, a string made long or odd.
+fn mutate(v: &mut Value, path: &[usize], replacement: &Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *v = replacement.clone();
+        return;
+    };
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map.keys().nth(first % map.len()).unwrap().clone();
+            if rest.is_empty() && first % 3 == 0 {
+                map.remove(&key);
+            } else {
+                mutate(map.get_mut(&key).unwrap(), rest, replacement);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let n = items.len();
+            mutate(&mut items[first % n], rest, replacement);
+        }
+        other => *other = replacement.clone(),
+    }
+}
+
+#[test]
+fn mutated_payloads_never_panic_and_are_either_taken_or_refused_without_a_trace() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("w.toml");
+    std::fs::write(&cfg_path, SOURCES).unwrap();
+    let config = Arc::new(Config::load(Some(&cfg_path), &[]).unwrap());
+    let app = App::new(
+        Store::open(&dir.path().join("data")).unwrap(),
+        config,
+        Arc::new(VirtualClock::new(at(START))),
+    );
+    let bases: Vec<(warroom::alerts::SourceKind, Value)> = vec![
+        (
+            warroom::alerts::SourceKind::Alertmanager,
+            serde_json::from_slice(&am_body(
+                "g",
+                "firing",
+                &[("a", "firing"), ("b", "resolved")],
+            ))
+            .unwrap(),
+        ),
+        (
+            warroom::alerts::SourceKind::Events,
+            json!({"routing_key": "k", "event_action": "trigger", "dedup_key": "d",
+                   "payload": {"summary": "s", "source": "h", "severity": "info"}}),
+        ),
+    ];
+    let replacement = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<bool>().prop_map(|b| json!(b)),
+        "\\PC{0,40}".prop_map(|s| json!(s)),
+        Just(json!("x".repeat(5000))),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!("resolved")),
+        Just(json!("firing")),
+    ];
+    let strategy = (
+        0..bases.len(),
+        prop::collection::vec(0usize..16, 0..5),
+        replacement,
+    );
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let source = warroom::domain::alert::SourcePolicy {
+        name: "prom".into(),
+        ..Default::default()
+    };
+    runner
+        .run(&strategy, |(which, path, replacement)| {
+            let (kind, base) = &bases[which];
+            let mut v = base.clone();
+            mutate(&mut v, &path, &replacement);
+            let body = serde_json::to_vec(&v).unwrap();
+            let before = app.store().committed();
+            match warroom::alerts::payload::parse(*kind, "prom", &body) {
+                Ok(parsed) => {
+                    let done = app.ingest_alert(&parsed.notice, &source, &[]);
+                    prop_assert!(done.is_ok(), "{v}: {done:?}");
+                }
+                Err(e) => {
+                    prop_assert!(!e.0.is_empty());
+                    prop_assert_eq!(
+                        app.store().committed(),
+                        before,
+                        "a refusal stored something"
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
