@@ -81,15 +81,23 @@ pub struct App {
     dm_sdm: bool,
     /// Whether the front end keeps a status card, so that every change queues a refresh.
     cards: bool,
+    /// Counters and histograms for `/metrics` (see `metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
     pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
+        let specs = CommandSet::builtin();
+        let metrics = crate::metrics::Metrics::new();
+        metrics.prime(
+            specs.runnable().into_iter().map(|c| c.path.as_str()),
+            config.alerts.sources.keys().map(String::as_str),
+        );
         App {
             store,
             config,
             clock,
-            specs: CommandSet::builtin(),
+            specs,
             write: Mutex::new(Batch::default()),
             queue: Mutex::new(Vec::new()),
             on_fire: None,
@@ -99,7 +107,12 @@ impl App {
             reach: BTreeSet::new(),
             dm_sdm: false,
             cards: true,
+            metrics: Arc::new(metrics),
         }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Calls `hook` with each fired timer's lateness (from its deadline to its messages being
@@ -175,7 +188,7 @@ impl App {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
         // A panic while holding the lock leaves no half-written state (sled transactions are
         // atomic), so a poisoned lock is safe to take over.
         self.write.lock().unwrap_or_else(|p| {
@@ -187,7 +200,7 @@ impl App {
         })
     }
 
-    fn storage_failure(&self, e: StoreError) -> Response {
+    pub(crate) fn storage_failure(&self, e: StoreError) -> Response {
         let e = self.store.explain(e);
         tracing::error!(error = %e, "storage failure");
         if let StoreError::Corrupt { .. } = e {
@@ -203,7 +216,11 @@ impl App {
     pub fn run_line(&self, actor: &Actor, place: Option<IncidentId>, line: &str) -> Response {
         match self.specs.parse(line) {
             Ok(inv) => self.execute(actor, place, &inv),
-            Err(e) => Response::error(e.to_string()),
+            Err(e) => {
+                self.metrics
+                    .command("(unparsed)", ReplyKind::Error.as_str());
+                Response::error(e.to_string())
+            }
         }
     }
 
@@ -252,6 +269,7 @@ impl App {
         }
         let mut own = None;
         for (j, a) in jobs.iter().zip(answers) {
+            self.metrics.command(&j.inv.path, a.kind.as_str());
             if Arc::ptr_eq(j, &mine) {
                 own = Some(a.clone());
             }
@@ -262,7 +280,7 @@ impl App {
     }
 
     /// Commits what the round decided so far and pokes the loops that care.
-    fn end_round(&self, batch: &mut Batch) -> Result<(), StoreError> {
+    pub(crate) fn end_round(&self, batch: &mut Batch) -> Result<(), StoreError> {
         let r = batch.commit(&self.store);
         if std::mem::take(&mut batch.committed) {
             self.timers_changed.notify_one();
@@ -472,13 +490,14 @@ impl App {
     }
 
     /// Commits a decision and queues its messages. The reply goes out only after the commit.
-    fn apply(
+    pub(crate) fn apply(
         &self,
         batch: &mut Batch,
         before: Option<&Incident>,
         d: Decision,
         fired: Option<&crate::store::DueTimer>,
     ) -> Response {
+        self.observe(batch, before, &d);
         let mut messages = d.messages;
         if self.cards && before != Some(&d.incident) {
             messages.push(crate::domain::Message {
@@ -517,6 +536,36 @@ impl App {
             kind: ReplyKind::Reply,
             text: d.reply,
             incident: Some(id),
+        }
+    }
+
+    /// Counts what a decision did, for `/metrics`: its nudges, and the time to its incident's
+    /// first acknowledgement or to its resolution. Counted when decided; a round whose commit
+    /// then fails (the store is failing) has counted decisions it did not keep.
+    fn observe(&self, batch: &Batch, before: Option<&Incident>, d: &Decision) {
+        use crate::domain::EventKind;
+        for m in &d.messages {
+            if let Some(n) = m.nudge.and_then(|id| d.incident.nudge(id)) {
+                self.metrics.nudge(&n.kind);
+            }
+        }
+        let acked = |e: &crate::domain::Event| matches!(e.kind, EventKind::Acknowledged { .. });
+        if let Some(before) = before
+            && d.events.iter().any(acked)
+            && !batch.acknowledged(before.id)
+            && self
+                .store
+                .events(before.id)
+                .is_ok_and(|old| !old.iter().any(acked))
+        {
+            self.metrics
+                .acknowledged(self.clock.now().signed_duration_since(d.incident.opened_at));
+        }
+        if before.is_some_and(Incident::is_open)
+            && let crate::domain::IncidentState::Resolved { at, .. } = &d.incident.state
+        {
+            self.metrics
+                .resolved(at.signed_duration_since(d.incident.opened_at));
         }
     }
 
@@ -646,10 +695,12 @@ impl App {
         if fired > 0 {
             // Its messages go out only once the claims and the decisions are on disk.
             self.store.make_all_durable()?;
-            if let Some(hook) = &self.on_fire {
-                let done = self.clock.now();
-                for due in dues {
-                    hook(done.signed_duration_since(due));
+            let done = self.clock.now();
+            for due in dues {
+                let late = done.signed_duration_since(due);
+                self.metrics.timer_late(late);
+                if let Some(hook) = &self.on_fire {
+                    hook(late);
                 }
             }
         }

@@ -57,6 +57,17 @@ impl Batch {
         self.incidents.contains_key(&id)
     }
 
+    /// Whether a decision of this round, not yet committed, acknowledged a nudge of `id`
+    /// (for the time-to-acknowledge metric, which counts only the first).
+    pub fn acknowledged(&self, id: IncidentId) -> bool {
+        self.pending.iter().any(|p| {
+            p.after.id == id
+                && p.events
+                    .iter()
+                    .any(|e| matches!(e.kind, crate::domain::EventKind::Acknowledged { .. }))
+        })
+    }
+
     pub fn add(&mut self, p: Pending) {
         self.queued_messages |= !p.outbox.is_empty();
         self.incidents.insert(p.after.id, p.after.clone());

@@ -91,8 +91,19 @@ pub struct Config {
     pub discord: DiscordConfig,
     /// How the data folder is opened: durability and cache.
     pub store: crate::store::StoreOptions,
+    /// The HTTP listener (`[http]`): off unless `listen` is set.
+    pub http: HttpConfig,
+    /// Alert intake (`[alerts]`): sources and routes.
+    pub alerts: crate::alerts::AlertsConfig,
     /// Which files and variables were read, in order.
     pub origins: Vec<String>,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct HttpConfig {
+    /// Where the listener binds, such as 127.0.0.1:8080; off when absent.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Where each key's value came from, for error messages.
@@ -305,6 +316,8 @@ impl Config {
                 "discord",
                 "services",
                 "store",
+                "http",
+                "alerts",
             ],
         )?;
 
@@ -620,6 +633,8 @@ impl Config {
             console_user,
             discord,
             store,
+            http: read_http(&r, t)?,
+            alerts: read_alerts(&r, t)?,
             origins: Vec::new(),
         })
     }
@@ -737,8 +752,240 @@ impl Config {
             self.discord.roles.len(),
             self.discord.users.len()
         );
+        match self.http.listen {
+            Some(addr) => {
+                let _ = writeln!(
+                    out,
+                    "\nHTTP: listening on {addr} (alerts, /health, /ready, /metrics)"
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "\nHTTP: off (set http.listen to serve alerts and metrics)"
+                );
+            }
+        }
+        out.push_str(&self.alerts.describe());
         out
     }
+}
+
+/// `[http]`: `listen`, an address and port.
+fn read_http(r: &Reader, t: &Table) -> Result<HttpConfig, ConfigError> {
+    let Some(ht) = r.table(t, "http", "http")? else {
+        return Ok(HttpConfig::default());
+    };
+    r.only_keys(ht, "http", &["listen"])?;
+    let listen = match r.string(ht, "listen", "http.listen")? {
+        None => None,
+        Some(s) if s.trim().is_empty() || s.trim() == "off" => None,
+        Some(s) => Some(s.trim().parse().map_err(|_| {
+            r.err(
+                "http.listen",
+                format!(
+                    "expected an address and port like \"127.0.0.1:8080\" (or \"off\"), found \"{}\"",
+                    echo(&s)
+                ),
+            )
+        })?),
+    };
+    Ok(HttpConfig { listen })
+}
+
+/// `[alerts]`: `[alerts.sources.NAME]` tables and `[[alerts.routes]]`.
+fn read_alerts(r: &Reader, t: &Table) -> Result<crate::alerts::AlertsConfig, ConfigError> {
+    use crate::alerts::{AlertsConfig, SourceConfig, SourceKind};
+    use crate::domain::alert::Route;
+    let mut cfg = AlertsConfig::default();
+    let Some(at) = r.table(t, "alerts", "alerts")? else {
+        return Ok(cfg);
+    };
+    r.only_keys(at, "alerts", &["sources", "routes"])?;
+    if let Some(sources) = r.table(at, "sources", "alerts.sources")? {
+        for (name, v) in sources {
+            let path = format!("alerts.sources.{name}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return Err(r.err(
+                    &path,
+                    "a source name is served at POST /alerts/NAME: lowercase letters, digits, '-' or '_', at most 64",
+                ));
+            }
+            let Value::Table(st) = v else {
+                return Err(r.err(&path, "expected a table like [alerts.sources.prom]"));
+            };
+            r.only_keys(
+                st,
+                &path,
+                &["kind", "token_env", "secret_env", "auto_resolve", "service"],
+            )?;
+            let kind = match r.string(st, "kind", &format!("{path}.kind"))?.as_deref() {
+                Some("alertmanager") => SourceKind::Alertmanager,
+                Some("grafana") => SourceKind::Grafana,
+                Some("events") => SourceKind::Events,
+                Some(other) => {
+                    return Err(r.err(
+                        &format!("{path}.kind"),
+                        format!(
+                            "expected \"alertmanager\", \"grafana\" or \"events\", found \"{}\"",
+                            echo(other)
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(r.err(
+                        &format!("{path}.kind"),
+                        "missing; expected \"alertmanager\", \"grafana\" or \"events\"",
+                    ));
+                }
+            };
+            let env_name = |key: &str, required: bool| -> Result<Option<String>, ConfigError> {
+                let kpath = format!("{path}.{key}");
+                match r.string(st, key, &kpath)? {
+                    None if required => Err(r.err(
+                        &kpath,
+                        "missing; expected the name of the environment variable that holds the token, like \"WARROOM_ALERTS_PROM\" (the token itself never goes in a file)",
+                    )),
+                    None => Ok(None),
+                    Some(n)
+                        if !n.is_empty()
+                            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !n.starts_with(|c: char| c.is_ascii_digit()) =>
+                    {
+                        Ok(Some(n))
+                    }
+                    Some(n) => Err(r.err(
+                        &kpath,
+                        format!(
+                            "expected an environment variable name (letters, digits and '_'), found \"{}\"",
+                            echo(&n)
+                        ),
+                    )),
+                }
+            };
+            let token_env = env_name("token_env", true)?.unwrap_or_default();
+            let secret_env = env_name("secret_env", false)?;
+            if secret_env.is_some() && kind != SourceKind::Grafana {
+                return Err(r.err(
+                    &format!("{path}.secret_env"),
+                    "only a grafana source signs its bodies (X-Grafana-Alerting-Signature); remove secret_env",
+                ));
+            }
+            let auto_resolve = match st.get("auto_resolve") {
+                None => false,
+                Some(Value::Boolean(b)) => *b,
+                Some(other) => {
+                    return Err(r.err(
+                        &format!("{path}.auto_resolve"),
+                        format!("expected true or false, found {other}"),
+                    ));
+                }
+            };
+            let service = r
+                .string(st, "service", &format!("{path}.service"))?
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            cfg.sources.insert(
+                name.clone(),
+                SourceConfig {
+                    kind,
+                    token_env,
+                    secret_env,
+                    auto_resolve,
+                    service,
+                },
+            );
+        }
+    }
+    match at.get("routes") {
+        None => {}
+        Some(Value::Array(routes)) => {
+            for (i, rv) in routes.iter().enumerate() {
+                let path = format!("alerts.routes[{i}]");
+                let Value::Table(rt) = rv else {
+                    return Err(r.err(
+                        "alerts.routes",
+                        format!("{path}: expected a table like [[alerts.routes]] with match and severity"),
+                    ));
+                };
+                let err = |problem: String| r.err("alerts.routes", format!("{path}: {problem}"));
+                for k in rt.keys() {
+                    if !["match", "severity", "service"].contains(&k.as_str()) {
+                        return Err(err(format!(
+                            "unknown key '{k}'; expected one of: match, severity, service"
+                        )));
+                    }
+                }
+                let mut route = Route::default();
+                match rt.get("match") {
+                    Some(Value::Table(m)) if !m.is_empty() => {
+                        for (k, v) in m {
+                            let Value::String(v) = v else {
+                                return Err(err(format!(
+                                    "match.{k}: expected a label value as a string, found {v}"
+                                )));
+                            };
+                            route.matchers.insert(k.clone(), v.clone());
+                        }
+                    }
+                    Some(other) => {
+                        return Err(err(format!(
+                            "match: expected a table of labels like {{ severity = \"critical\" }}, found {other}"
+                        )));
+                    }
+                    None => {
+                        return Err(err(
+                            "match is missing; expected a table of labels like { severity = \"critical\" }".into(),
+                        ));
+                    }
+                }
+                match rt.get("severity") {
+                    None => {}
+                    Some(Value::Integer(n)) => {
+                        route.severity =
+                            Some(Severity::from_level(*n).ok_or_else(|| {
+                                err(format!("severity: expected 1 to 4, found {n}"))
+                            })?);
+                    }
+                    Some(other) => {
+                        return Err(err(format!("severity: expected 1 to 4, found {other}")));
+                    }
+                }
+                match rt.get("service") {
+                    None => {}
+                    Some(Value::String(s)) if !s.trim().is_empty() => {
+                        route.service = Some(s.trim().to_string())
+                    }
+                    Some(other) => {
+                        return Err(err(format!(
+                            "service: expected a non-empty service name, found {other}"
+                        )));
+                    }
+                }
+                if route.severity.is_none() && route.service.is_none() {
+                    return Err(err(
+                        "sets neither severity nor service; give it at least one".into(),
+                    ));
+                }
+                cfg.routes.push(route);
+            }
+        }
+        Some(other) => {
+            return Err(r.err(
+                "alerts.routes",
+                format!(
+                    "expected [[alerts.routes]] tables, found {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    }
+    Ok(cfg)
 }
 
 fn string_list(r: &Reader, key: &str, v: Option<&Value>) -> Result<Vec<String>, ConfigError> {

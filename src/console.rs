@@ -59,6 +59,8 @@ pub struct ConsoleOptions {
     pub clock: ClockChoice,
     pub format: Format,
     pub acting: Option<UserName>,
+    /// Serve alerts, health and metrics here too (`--http 127.0.0.1:8080`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 // A constant pattern, checked by the tests that render times: `expect` cannot fire at run time.
@@ -382,6 +384,11 @@ pub async fn run(
     output: Box<dyn Write + Send>,
 ) -> anyhow::Result<()> {
     let mut termination = Termination::catch();
+    // Alert tokens first: a source whose variable is unset stops the start before anything opens.
+    let sources = match opts.http {
+        Some(_) => Some(crate::http::sources_from_env(&opts.config)?),
+        None => None,
+    };
     let store = Store::open_with(&opts.data, &opts.config.store)?;
     let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
         ClockChoice::System => (Arc::new(SystemClock), None),
@@ -444,7 +451,27 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut courier = Courier::new(app.clone(), port.clone());
     let mut background = Vec::new();
-    if virtual_clock.is_some() {
+    // With alerts arriving over HTTP, messages appear between lines: the courier runs in the
+    // background then, also on a virtual clock (and lines no longer drain it themselves).
+    let drain_inline = virtual_clock.is_some() && opts.http.is_none();
+    if let (Some(addr), Some(sources)) = (opts.http, sources) {
+        let readiness = Arc::new(crate::http::Readiness::default());
+        // On a virtual clock, timers fire on /clock advance: that is its scheduler.
+        readiness.set_scheduler(true);
+        let (bound, task) =
+            crate::http::start(app.clone(), addr, sources, readiness, stop_rx.clone()).await?;
+        eprintln!(
+            "warroom console: http listening on {bound} (POST /alerts/<source>, /health, /ready, /metrics)"
+        );
+        background.push(task);
+    }
+    if virtual_clock.is_some() && opts.http.is_some() {
+        app.fire_due(app.clock().now())?;
+        courier.drain().await;
+        background.push(tokio::spawn(
+            Courier::new(app.clone(), port.clone()).run(stop_rx.clone()),
+        ));
+    } else if virtual_clock.is_some() {
         // Whatever fell due while no console ran fires now, once, saying how late it is.
         app.fire_due(app.clock().now())?;
         courier.drain().await;
@@ -500,7 +527,7 @@ pub async fn run(
                 }
             }
         }
-        if virtual_clock.is_some() {
+        if drain_inline {
             courier.drain().await;
         }
     };

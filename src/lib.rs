@@ -10,6 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod alerts;
 pub mod app;
 mod batch;
 pub mod bench;
@@ -19,6 +20,8 @@ pub mod console;
 pub mod delivery;
 pub mod discord;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod port;
 pub mod scheduler;
 pub mod spec;

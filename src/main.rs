@@ -58,6 +58,10 @@ enum Cmd {
         /// The acting user (default: console.acting_user, alice in the demo roster).
         #[arg(long = "as", value_name = "USER")]
         acting: Option<String>,
+        /// Also serve alerts, /health, /ready and /metrics on this address (port 0: any free
+        /// port, printed at start).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// The bot on Discord: needs DISCORD_TOKEN and discord.guild_id in the configuration.
     Discord {
@@ -199,12 +203,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         clock: ClockChoice::System,
         format: Format::Text,
         acting: None,
+        http: None,
     }) {
         Cmd::Console {
             data,
             clock,
             format,
             acting,
+            http,
         } => {
             let opts = ConsoleOptions {
                 data: data.data,
@@ -212,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 clock,
                 format,
                 acting: acting.map(|a| warroom::domain::UserName::new(&a)),
+                http,
             };
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             console::run(opts, stdin, Box::new(std::io::stdout())).await
@@ -306,6 +313,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::CheckConfig => {
             print!("{}", cfg.describe());
+            // A source whose token variable is unset would stop the start: say so here too.
+            if !cfg.alerts.sources.is_empty() {
+                warroom::http::sources_from_env(&cfg)?;
+                if cfg.http.listen.is_none() {
+                    println!(
+                        "\nNote: alert sources are configured but http.listen is off, so warroom discord will not receive them."
+                    );
+                }
+            }
             println!("\nThe configuration is valid.");
             Ok(())
         }

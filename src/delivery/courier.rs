@@ -189,6 +189,7 @@ impl Courier {
                 }
             }
             Err(DeliveryError::Retry { after, reason }) => {
+                app.metrics().delivery_failure("retry");
                 let wait = after.unwrap_or(state.backoff).min(BACKOFF_MAX);
                 state.backoff = state.backoff.saturating_mul(2).min(BACKOFF_MAX);
                 tracing::warn!(incident = %msg.incident, outbox_id = msg.id, destination = dest, %reason, ?wait, "delivery failed; will retry");
@@ -200,6 +201,7 @@ impl Courier {
                 }
             }
             Err(DeliveryError::Unreachable { reason }) => {
+                app.metrics().delivery_failure("unreachable");
                 let wait = state.backoff.min(BACKOFF_MAX);
                 state.backoff = state.backoff.saturating_mul(2).min(BACKOFF_MAX);
                 let first = !state.notified;
@@ -221,6 +223,7 @@ impl Courier {
                 }
             }
             Err(DeliveryError::Permanent { reason }) => {
+                app.metrics().delivery_failure("permanent");
                 tracing::error!(incident = %msg.incident, outbox_id = msg.id, destination = dest, %reason, "the chat platform refused a message for good; kept in dead_letters");
                 let copies = self.fallback_copies(msg, &reason);
                 // A notice that fails gets no notice of its own: no loops. A copy that fails

@@ -119,6 +119,19 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .discord
         .guild_id
         .context("discord.guild_id is not set; put your server's id in the configuration")?;
+    // Alert tokens first: a source whose variable is unset stops the start before anything opens.
+    let sources = match cfg.http.listen {
+        Some(_) => Some(crate::http::sources_from_env(&cfg)?),
+        None => {
+            if !cfg.alerts.sources.is_empty() {
+                tracing::warn!(
+                    "alert sources are configured but http.listen is off: no alert can arrive"
+                );
+            }
+            None
+        }
+    };
+    let readiness = Arc::new(crate::http::Readiness::with_gateway());
     let store = Store::open_with(&opts.data, &cfg.store)?;
     // Everyone mapped to a Discord id can be reached by direct message.
     let reach = cfg.discord.users.keys().cloned().collect();
@@ -152,6 +165,7 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .event_handler(Handler {
             app: Arc::downgrade(&app),
             port: Arc::downgrade(&port),
+            readiness: readiness.clone(),
         })
         .await
         .context("cannot start the Discord client")?;
@@ -161,6 +175,12 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
         tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
     ];
+    readiness.set_scheduler(true);
+    if let (Some(addr), Some(sources)) = (cfg.http.listen, sources) {
+        let (_, task) =
+            crate::http::start(app.clone(), addr, sources, readiness, stop_rx.clone()).await?;
+        tasks.push(task);
+    }
     tasks.push(tokio::spawn(async move {
         if let Err(e) = client.start().await {
             tracing::error!(error = %e, "the Discord gateway client stopped");
@@ -214,6 +234,8 @@ struct Handler {
     app: std::sync::Weak<App>,
     /// Weak for the same reason: the port holds the app.
     port: std::sync::Weak<DiscordPort>,
+    /// `/ready` reports the gateway connected while a shard is.
+    readiness: Arc<crate::http::Readiness>,
 }
 
 /// The handler's work for one event, with the app upgraded for its duration.
@@ -729,7 +751,13 @@ impl EventHandler for Handler {
     }
 
     async fn ready(&self, _ctx: Context, ready: Ready) {
-        // Only logs: `ready` fires again on every reconnect, so nothing starts here.
+        // Only logs and marks: `ready` fires again on every reconnect, so nothing starts here.
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to the Discord gateway");
+        self.readiness.set_gateway(true);
+    }
+
+    async fn shard_stage_update(&self, _ctx: Context, event: serenity::all::ShardStageUpdateEvent) {
+        self.readiness
+            .set_gateway(event.new == serenity::all::ConnectionStage::Connected);
     }
 }

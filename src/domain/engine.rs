@@ -481,6 +481,9 @@ impl<'a> Work<'a> {
         match kind {
             NudgeKind::PlanBDue => b = vec![Button::OpenPlanB, Button::Snooze15m],
             NudgeKind::Handover { .. } => b = vec![Button::Ack],
+            // Confirming a resolve is /incident resolve, or an acknowledgement that it is not
+            // over yet; escalating or starting Plan B are no answer to it.
+            NudgeKind::ConfirmResolved => b = vec![Button::Ack, Button::Snooze15m],
             _ => {
                 if self.inc.tier != Tier::L3 {
                     b.push(Button::Escalate);
@@ -878,6 +881,49 @@ pub fn open(
     exercise: Exercise,
 ) -> Result<Decision, Refusal> {
     authorize(ctx, actor, None, "incident open", None, None)?;
+    let (mut w, schedule) = opening(
+        ctx,
+        &actor.user,
+        Some(&actor.user),
+        id,
+        title,
+        severity,
+        service,
+        exercise,
+    )?;
+    let kind = if exercise == Exercise::Drill {
+        "DR drill"
+    } else {
+        "incident"
+    };
+    let (title, service) = (w.inc.title.clone(), w.inc.service.clone());
+    w.post(
+        MessageKind::Post,
+        format!(
+            "{id} opened by {}: {title} · {severity} · service {service} · {kind}. L1 owns it; Plan A (troubleshoot) is led by {}.{schedule}",
+            actor.user, actor.user
+        ),
+        vec![Target::Role(Tier::L1.role())],
+    );
+    w.maybe_alert_sdm();
+    let channel = w.inc.channel.clone();
+    w.finish_command(format!("Opened {id} ({severity}) in #{channel}."))
+}
+
+/// A new incident with Plan A, the L1 budget, the Plan B deadline and the silence timer, and
+/// its `Opened` event; no post yet. Returns the work and the schedule, for the opening post.
+/// The caller has authorised `opener`; `lead` leads Plan A (none: L1 as a team).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn opening<'a>(
+    ctx: &'a Ctx<'a>,
+    opener: &UserName,
+    lead: Option<&UserName>,
+    id: IncidentId,
+    title: &str,
+    severity: Severity,
+    service: &str,
+    exercise: Exercise,
+) -> Result<(Work<'a>, String), Refusal> {
     let title = title.trim();
     let service = service.trim();
     if title.is_empty() || service.is_empty() {
@@ -888,12 +934,12 @@ pub fn open(
     }
     let now = ctx.now;
     let plan_a = Track {
-        lead: Some(actor.user.clone()),
+        lead: lead.cloned(),
         team: Some(Tier::L1.role()),
         ..Track::new(
             Plan::A,
             "Troubleshoot and restore the service".into(),
-            actor.user.clone(),
+            opener.clone(),
             now,
             Cadence::Policy,
         )
@@ -904,7 +950,7 @@ pub fn open(
         service: service.to_string(),
         severity,
         exercise,
-        opener: actor.user.clone(),
+        opener: opener.clone(),
         channel: channel_name(id, title, exercise),
         opened_at: now,
         state: IncidentState::Open,
@@ -920,10 +966,11 @@ pub fn open(
         vendor_cases: Vec::new(),
         handover: None,
         participants: Default::default(),
+        alert: None,
         next_seq: 0,
         timeline_len: 0,
     };
-    let mut w = Work::new(ctx, inc, Some(&actor.user));
+    let mut w = Work::new(ctx, inc, Some(opener));
     let sp = w.sp();
     let mut plan_lines = Vec::new();
     if let Some(b) = sp.l1_budget
@@ -944,11 +991,6 @@ pub fn open(
         w.add_timer(due, TimerKind::TrackSilence { plan: Plan::A });
         plan_lines.push(format!("Plan A updates every {}", human(c)));
     }
-    let kind = if exercise == Exercise::Drill {
-        "DR drill"
-    } else {
-        "incident"
-    };
     w.event(
         EventKind::Opened,
         format!("opened {id} ({severity}, {service}): {title}"),
@@ -963,17 +1005,7 @@ pub fn open(
     } else {
         format!(" {}.", plan_lines.join("; "))
     };
-    w.post(
-        MessageKind::Post,
-        format!(
-            "{id} opened by {}: {title} · {severity} · service {service} · {kind}. L1 owns it; Plan A (troubleshoot) is led by {}.{schedule}",
-            actor.user, actor.user
-        ),
-        vec![Target::Role(Tier::L1.role())],
-    );
-    w.maybe_alert_sdm();
-    let channel = w.inc.channel.clone();
-    w.finish_command(format!("Opened {id} ({severity}) in #{channel}."))
+    Ok((w, schedule))
 }
 
 /// The nudge to the SDM that a service's DR drill is due.
@@ -1009,6 +1041,7 @@ pub fn drill_due(
     }
 }
 
+pub use super::alert::{alert_open, alert_update};
 pub use super::handle::handle;
 
 /// Fires one of the incident's timers. The timer is consumed whatever it decides.

@@ -81,40 +81,8 @@ pub fn handle(
                 None if w.inc.tracks.len() == 1 => Some(Plan::A),
                 None => None,
             };
-            w.inc.state = IncidentState::Resolved {
-                at: now,
-                by: who.clone(),
-                summary: summary.clone(),
-                plan: winner,
-            };
-            for t in w.inc.tracks.values_mut() {
-                if t.state == TrackState::Active {
-                    t.state = if Some(t.plan) == winner {
-                        TrackState::Succeeded
-                    } else {
-                        TrackState::StandingDown
-                    };
-                    t.closed_at = Some(now);
-                    t.handover = None;
-                }
-            }
-            w.inc.handover = None;
-            w.answer(|_| true, "incident resolved");
-            let cancelled = w.inc.timers.len();
-            w.inc.timers.clear();
+            resolve(&mut w, &who, summary, winner);
             let by_plan = winner.map_or(String::new(), |p| format!(" by Plan {p}"));
-            w.event(
-                EventKind::Resolved { plan: winner },
-                format!("resolved{by_plan}: {summary}"),
-            );
-            w.post(
-                MessageKind::Post,
-                format!(
-                    "{id} resolved{by_plan} after {} by {who}: {summary}. {cancelled} pending timer(s) cancelled.",
-                    human(now - w.inc.opened_at)
-                ),
-                vec![],
-            );
             format!("{id} resolved{by_plan}; every timer is cancelled.")
         }
         Command::Escalate { tier, reason } => {
@@ -830,6 +798,48 @@ pub fn handle(
     };
     let reply = sdm_engaged(&mut w, actor, inc, cmd, reply);
     w.finish_command(reply)
+}
+
+/// Resolves the incident: `winner` succeeded, every other active track stands down, every nudge
+/// is answered and every timer cancelled. Used by `/incident resolve` and by an alert source
+/// with `auto_resolve`.
+pub(super) fn resolve(w: &mut Work, who: &UserName, summary: &str, winner: Option<Plan>) {
+    let now = w.now();
+    let id = w.inc.id;
+    w.inc.state = IncidentState::Resolved {
+        at: now,
+        by: who.clone(),
+        summary: summary.to_string(),
+        plan: winner,
+    };
+    for t in w.inc.tracks.values_mut() {
+        if t.state == TrackState::Active {
+            t.state = if Some(t.plan) == winner {
+                TrackState::Succeeded
+            } else {
+                TrackState::StandingDown
+            };
+            t.closed_at = Some(now);
+            t.handover = None;
+        }
+    }
+    w.inc.handover = None;
+    w.answer(|_| true, "incident resolved");
+    let cancelled = w.inc.timers.len();
+    w.inc.timers.clear();
+    let by_plan = winner.map_or(String::new(), |p| format!(" by Plan {p}"));
+    w.event(
+        EventKind::Resolved { plan: winner },
+        format!("resolved{by_plan}: {summary}"),
+    );
+    w.post(
+        MessageKind::Post,
+        format!(
+            "{id} resolved{by_plan} after {} by {who}: {summary}. {cancelled} pending timer(s) cancelled.",
+            human(now - w.inc.opened_at)
+        ),
+        vec![],
+    );
 }
 
 /// The SDM acting in an incident has seen it: a state-changing command of theirs answers

@@ -1,6 +1,7 @@
 //! The pure domain: incidents, policy and the engine that turns commands and timers into
 //! decisions. It imports neither serenity nor sled and never reads the clock.
 
+pub mod alert;
 pub mod chart;
 pub mod command;
 pub mod engine;

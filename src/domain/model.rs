@@ -579,6 +579,9 @@ pub enum NudgeKind {
     Handover { plan: Option<Plan> },
     /// A scheduled DR drill is due for this service.
     DrillDue { service: String },
+    /// The monitoring source reports the incident's alerts resolved; the current tier is asked
+    /// to confirm with `/incident resolve`.
+    ConfirmResolved,
 }
 
 impl NudgeKind {
@@ -592,6 +595,7 @@ impl NudgeKind {
             NudgeKind::Handover { plan: Some(p) } => format!("handover of Plan {p}"),
             NudgeKind::Handover { plan: None } => "handover of the incident".into(),
             NudgeKind::DrillDue { service } => format!("drill due for {service}"),
+            NudgeKind::ConfirmResolved => "confirm the resolve".into(),
         }
     }
 }
@@ -723,6 +727,9 @@ pub struct Incident {
     /// People added to this incident's war room, with their role key (staff, fm, vendor).
     #[serde(default)]
     pub participants: BTreeMap<UserName, RoleKey>,
+    /// The alert group that opened it, when monitoring did (see `domain::alert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertLink>,
     /// Next number for a timer or a nudge of this incident.
     pub next_seq: u32,
     /// How many timeline events the incident has; the next event gets this number.
@@ -757,36 +764,126 @@ impl Incident {
     }
 }
 
+/// Whether a monitoring source reports an alert as firing or resolved (from its `status`,
+/// never from `endsAt`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        })
+    }
+}
+
+/// One alert of a group, as last reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeenAlert {
+    /// Its fingerprint, or (older senders have none) its labels written out.
+    pub identity: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+    pub status: AlertStatus,
+    /// When warroom first heard of it.
+    pub first_seen: DateTime<Utc>,
+}
+
+/// The alert group an incident was opened for: while the incident is open, every notification
+/// about the group (`source`, `group`) lands here, and the store indexes it by that pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertLink {
+    /// The source's name in `[alerts.sources]`, such as `prom`.
+    pub source: String,
+    /// Alertmanager's `groupKey`, Grafana's group key, or the Events API `dedup_key`.
+    pub group: String,
+    pub alerts: Vec<SeenAlert>,
+    /// The source reported the whole group resolved, and nothing has fired since.
+    #[serde(default)]
+    pub reported_resolved: bool,
+    /// The source acknowledged it (Events API).
+    #[serde(default)]
+    pub acknowledged: bool,
+}
+
 /// What happened, for the timeline and the report. The text is for people; the kind is for
 /// the report's arithmetic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EventKind {
     Opened,
-    Escalated { from: Tier, to: Tier, auto: bool },
+    Escalated {
+        from: Tier,
+        to: Tier,
+        auto: bool,
+    },
     SdmAlerted,
-    SeverityChanged { from: Severity, to: Severity },
-    PlanOpened { plan: Plan },
-    PlanAssigned { plan: Plan },
-    PlanClosed { plan: Plan, state: TrackState },
+    SeverityChanged {
+        from: Severity,
+        to: Severity,
+    },
+    PlanOpened {
+        plan: Plan,
+    },
+    PlanAssigned {
+        plan: Plan,
+    },
+    PlanClosed {
+        plan: Plan,
+        state: TrackState,
+    },
     PlanBDeclined,
-    Update { plan: Plan },
-    ChecklistTicked { plan: Plan, item: u32 },
-    Nudged { nudge: NudgeId, repeat: u32 },
+    Update {
+        plan: Plan,
+    },
+    ChecklistTicked {
+        plan: Plan,
+        item: u32,
+    },
+    Nudged {
+        nudge: NudgeId,
+        repeat: u32,
+    },
     // Its reminders unanswered, the nudge was handed on as nudge `to`.
-    HandedOff { nudge: NudgeId, to: NudgeId },
+    HandedOff {
+        nudge: NudgeId,
+        to: NudgeId,
+    },
     // Nobody further to hand it to: it stopped repeating, and stays open.
-    NudgeStopped { nudge: NudgeId },
-    Acknowledged { nudge: NudgeId },
-    Snoozed { nudge: NudgeId },
+    NudgeStopped {
+        nudge: NudgeId,
+    },
+    Acknowledged {
+        nudge: NudgeId,
+    },
+    Snoozed {
+        nudge: NudgeId,
+    },
     RoleAssigned,
     ParticipantAdded,
-    HandoverOffered { plan: Option<Plan> },
-    HandoverAccepted { plan: Option<Plan> },
+    HandoverOffered {
+        plan: Option<Plan>,
+    },
+    HandoverAccepted {
+        plan: Option<Plan>,
+    },
     VendorAdded,
     VendorUpdated,
     VendorCallbackMissed,
     VendorClosed,
-    Resolved { plan: Option<Plan> },
+    Resolved {
+        plan: Option<Plan>,
+    },
+    /// An alert of the incident's group fired (first time, or again after a resolve).
+    AlertFired,
+    /// The source reports an alert, or the whole group, resolved.
+    AlertResolved,
+    /// The source acknowledged the alert (an Events API `acknowledge`).
+    AlertAcknowledged,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -399,5 +399,8 @@ fn answer_hint(n: &Nudge) -> String {
         NudgeKind::TierPickup { .. } | NudgeKind::SdmAlert | NudgeKind::DrillDue { .. } => {
             format!("/ack nudge:{id}")
         }
+        NudgeKind::ConfirmResolved => {
+            format!("/incident resolve summary:… (or /ack nudge:{id} if it is not over)")
+        }
     }
 }

@@ -49,6 +49,18 @@ pub fn status(inc: &Incident, sdm_holders: &[&UserName]) -> String {
         "SDM {sdm} ({alerted}) · commander {}",
         inc.commander()
     ));
+    if let Some(link) = &inc.alert {
+        out.push(format!(
+            "Alert source {} · {} alert(s){}",
+            link.source,
+            link.alerts.len(),
+            if link.reported_resolved {
+                " · reported resolved"
+            } else {
+                ""
+            }
+        ));
+    }
     match &inc.plan_b {
         PlanBDecision::Pending => {}
         PlanBDecision::Opened { at } => out.push(format!("Plan B started {}", clock(*at))),
@@ -278,6 +290,9 @@ pub fn report(inc: &Incident, events: &[Event]) -> String {
             (Some(t), CallbackOutcome::Waiting) => format!("callback by {} pending", stamp(t)),
         };
         md.push_str(&format!("- {} case {}: {cb}\n", c.vendor, c.case));
+    }
+    if let Some(link) = &inc.alert {
+        md.push_str(&super::alert::report_section(link));
     }
     md.push_str("\n## Timeline\n\n| time | who | what |\n|---|---|---|\n");
     for e in events {

@@ -3,7 +3,9 @@
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
 //! timer, so the first key is the next deadline), `timers_by_incident` (id ‖ seq → timers key),
 //! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
-//! own mappings, such as Discord channel ids), `drill_schedule`, and `meta`.
+//! own mappings, such as Discord channel ids), `drill_schedule`, `alert_groups` (alert source ‖
+//! 0 ‖ group key → the open incident that holds the group, mirrored from `Incident::alert` in
+//! the same transaction), and `meta`.
 //! Every change of a command or fired timer is one multi-tree transaction. A fired timer leaves
 //! `timers` in the same transaction that puts its messages in `outbox`, so it is claimed exactly
 //! once and its messages survive a crash.
@@ -36,6 +38,7 @@ pub struct Store {
     pub(super) meta: sled::Tree,
     pub(super) adapter: sled::Tree,
     pub(super) schedule: sled::Tree,
+    pub(super) alert_groups: sled::Tree,
     pub(super) dir: PathBuf,
     /// The commit record (see `integrity`), rewritten after every commit.
     pub(super) record: File,
@@ -146,6 +149,7 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
             "meta",
             "adapter",
             "drill_schedule",
+            "alert_groups",
         ] {
             for kv in opened.open_tree(name).map_err(e)?.iter() {
                 kv.map_err(e)?;
@@ -180,6 +184,15 @@ fn timer_key(due: DateTime<Utc>, id: IncidentId, seq: TimerSeq) -> Vec<u8> {
     k.extend_from_slice(&millis_key(due));
     k.extend_from_slice(&id.0.to_be_bytes());
     k.extend_from_slice(&seq.0.to_be_bytes());
+    k
+}
+
+/// `source ‖ 0 ‖ group`: source names hold no 0 byte (configuration checks them).
+fn alert_group_key(source: &str, group: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(source.len() + 1 + group.len());
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(group.as_bytes());
     k
 }
 
@@ -218,6 +231,9 @@ struct Prepared {
     added: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     outbox: Vec<([u8; 8], Vec<u8>)>,
     latest: Option<i64>,
+    /// The alert group index follows the incident: held while it is open, let go once not.
+    group_put: Option<Vec<u8>>,
+    group_del: Option<Vec<u8>>,
 }
 
 fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
@@ -246,8 +262,19 @@ fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
             ))
         })
         .collect::<Result<_, StoreError>>()?;
+    let group_key = c
+        .after
+        .alert
+        .as_ref()
+        .map(|l| alert_group_key(&l.source, &l.group));
+    let (group_put, group_del) = match group_key {
+        Some(k) if c.after.is_open() => (Some(k), None),
+        other => (None, other),
+    };
     Ok(Prepared {
         id,
+        group_put,
+        group_del,
         new_incident: c.before.is_none(),
         incident: to_json(c.after)?,
         events: c
@@ -373,6 +400,7 @@ impl Store {
             meta: tree("meta")?,
             adapter: tree("adapter")?,
             schedule: tree("drill_schedule")?,
+            alert_groups: tree("alert_groups")?,
             db,
             dir: dir.to_path_buf(),
             record,
@@ -676,10 +704,19 @@ impl Store {
             &self.by_incident,
             &self.outbox,
             &self.meta,
+            &self.alert_groups,
         )
-            .transaction(|(inc, tl, timers, idx, out, meta)| {
+            .transaction(|(inc, tl, timers, idx, out, meta, groups)| {
                 for p in &prepared {
                     inc.insert(&p.id.0.to_be_bytes(), p.incident.as_slice())?;
+                    if let Some(k) = &p.group_put {
+                        groups.insert(k.as_slice(), &p.id.0.to_be_bytes())?;
+                    }
+                    if let Some(k) = &p.group_del
+                        && groups.get(k.as_slice())?.as_deref() == Some(&p.id.0.to_be_bytes()[..])
+                    {
+                        groups.remove(k.as_slice())?;
+                    }
                     for (k, v) in &p.events {
                         tl.insert(k.as_slice(), v.as_slice())?;
                     }
@@ -735,6 +772,19 @@ impl Store {
         *counts = next_counts;
         drop(counts);
         Ok(())
+    }
+
+    /// The open incident that holds alert group `group` of `source`, if any.
+    pub fn alert_incident(
+        &self,
+        source: &str,
+        group: &str,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        Ok(self
+            .alert_groups
+            .get(alert_group_key(source, group))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(|b| IncidentId(u64::from_be_bytes(b))))
     }
 
     /// The earliest pending timer.

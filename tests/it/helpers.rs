@@ -205,3 +205,36 @@ pub fn say(note: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{note}");
 }
+
+/// A program outside the repository that a test runs (such as `prometheus-alertmanager`),
+/// looked up on `PATH`. The same rule as `shared_file`: `.ci/run` installs it, so under CI its
+/// absence is a failure; elsewhere that part of the test is skipped, said aloud.
+pub fn program(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(path) => Some(path),
+        None => {
+            if under_ci() {
+                panic!(
+                    "CI is set but the program {name} is not on PATH; .ci/run installs it (apt-get install -y prometheus-alertmanager)"
+                );
+            }
+            say(&format!(
+                "SKIPPING the part that needs the program {name}: it is not on PATH. Install it (apt-get install -y prometheus-alertmanager) to run it."
+            ));
+            None
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1, for a program that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}

@@ -1,5 +1,7 @@
 //! warroom's integration tests: one crate, a module per area, shared helpers in `helpers`.
 
+mod alertmanager;
+mod alerts;
 mod bad_input;
 mod bench;
 mod console_story;
@@ -14,6 +16,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod layout;
+mod metrics;
 mod overnight;
 mod report;
 mod roles;

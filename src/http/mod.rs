@@ -1,0 +1,140 @@
+//! warroom's HTTP listener (`[http] listen`, off by default), inside `warroom discord` and, when
+//! asked with `--http`, inside `warroom console`.
+//!
+//! The contract:
+//! - `POST /alerts/<source>`: one alert notification from a configured source (`intake`). A 2xx
+//!   means its effect is committed and durable; a 4xx means the body or the token is wrong and
+//!   nothing changed (do not retry); a 5xx means nothing could be saved (retry).
+//! - `GET /health`: the process answers. `GET /ready`: the store is open, the scheduler runs and
+//!   (for Discord) the gateway is connected (`ops`).
+//! - `GET /metrics`: Prometheus text exposition (`crate::metrics`).
+//!
+//! Handlers stay thin: read, authenticate, parse, call `App`, map the result to a status.
+//! Blocking store work runs on tokio's blocking threads, never on the async ones.
+
+pub mod intake;
+pub mod ops;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::alerts::Sources;
+use crate::app::App;
+
+/// The largest body accepted: 1 MiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What `/ready` reports, set by the front end as its parts start.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    scheduler: AtomicBool,
+    /// None: this front end has no gateway (the console).
+    gateway: Option<AtomicBool>,
+}
+
+impl Readiness {
+    /// For a front end with a gateway connection (Discord), which starts disconnected.
+    pub fn with_gateway() -> Readiness {
+        Readiness {
+            scheduler: AtomicBool::new(false),
+            gateway: Some(AtomicBool::new(false)),
+        }
+    }
+    pub fn set_scheduler(&self, running: bool) {
+        self.scheduler.store(running, Ordering::SeqCst);
+    }
+    pub fn set_gateway(&self, connected: bool) {
+        if let Some(g) = &self.gateway {
+            g.store(connected, Ordering::SeqCst);
+        }
+    }
+    pub fn scheduler(&self) -> bool {
+        self.scheduler.load(Ordering::SeqCst)
+    }
+    /// None when this front end has no gateway.
+    pub fn gateway(&self) -> Option<bool> {
+        self.gateway.as_ref().map(|g| g.load(Ordering::SeqCst))
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: Arc<App>,
+    pub sources: Arc<Sources>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/alerts/{source}", post(intake::receive))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Binds the listener, with a message that names the address when it cannot.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} (http.listen or --http): {e}; is another process using it?"
+        )
+    })
+}
+
+/// Serves until `shutdown` turns true; requests in flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+/// Every alert source's token (and secret) from the process environment: a front end calls
+/// this before it opens anything, so that a source whose variable is unset stops the start
+/// with a message naming the source and the variable.
+pub fn sources_from_env(config: &crate::config::Config) -> anyhow::Result<Sources> {
+    config
+        .alerts
+        .resolve(|var| std::env::var(var).ok())
+        .map_err(anyhow::Error::msg)
+}
+
+/// Starts the listener for a front end: binds `addr`, logs the address it got, and serves in
+/// the background until `shutdown`. Returns the bound address and the task.
+pub async fn start(
+    app: Arc<App>,
+    addr: SocketAddr,
+    sources: Sources,
+    readiness: Arc<Readiness>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, sources = %sources.names(), "http listening");
+    let state = HttpState {
+        app,
+        sources: Arc::new(sources),
+        readiness,
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(listener, state, shutdown).await {
+            tracing::error!(error = %e, "the http listener stopped");
+        }
+    });
+    Ok((local, task))
+}
