@@ -18,6 +18,10 @@ use crate::domain::{
 use crate::spec::{CommandSet, Invocation, Request};
 use crate::store::{Outgoing, Store, StoreError};
 
+/// The longest a waiting caller sleeps before it contends for the decision lock itself, should
+/// no round wake or answer it.
+const PARK_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Told how late a fired timer was.
 pub type FireHook = Arc<dyn Fn(chrono::TimeDelta) + Send + Sync>;
 
@@ -234,10 +238,23 @@ impl App {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(mine.clone());
-        let mut batch = self.lock();
+        // While a round is being decided, wait to be answered by it or by the next one, or to
+        // be woken to decide the next round yourself: only one waiting caller at a time
+        // contends for the lock.
+        let mut batch = match self.try_lock() {
+            Some(b) => b,
+            None => {
+                mine.park(PARK_MAX);
+                if mine.is_taken() {
+                    return mine.wait();
+                }
+                self.lock()
+            }
+        };
         if mine.is_taken() {
             // Another caller's round took it; the answer comes once that round is durable.
             drop(batch);
+            self.wake_next();
             return mine.wait();
         }
         let jobs: Vec<Arc<Job>> =
@@ -258,6 +275,7 @@ impl App {
             }
         }
         drop(batch);
+        self.wake_next();
         if let Err(e) = self.store.make_all_durable() {
             let e = self.store.explain(e);
             tracing::error!(error = %e, "cannot make a commit durable");
@@ -277,6 +295,32 @@ impl App {
         }
         drop(round);
         own.unwrap_or_else(|| Response::error("warroom lost track of this command; try again"))
+    }
+
+    /// The decision lock if it is free now.
+    fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, Batch>> {
+        match self.write.try_lock() {
+            Ok(b) => Some(b),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let mut batch = p.into_inner();
+                batch.discard();
+                Some(batch)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Wakes the first waiting caller to decide the next round (called once the lock is free).
+    fn wake_next(&self) {
+        let first = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned();
+        if let Some(j) = first {
+            j.wake();
+        }
     }
 
     /// Commits what the round decided so far and pokes the loops that care.

@@ -139,7 +139,10 @@ pub(crate) struct Job {
 }
 
 enum JobState {
-    Waiting,
+    /// In the queue; `woken` once a round ended and it should decide the next one.
+    Waiting {
+        woken: bool,
+    },
     /// A round has taken it; its answer comes once that round is durable.
     Taken,
     Done(Response),
@@ -151,7 +154,7 @@ impl Job {
             actor,
             place,
             inv,
-            state: Mutex::new(JobState::Waiting),
+            state: Mutex::new(JobState::Waiting { woken: false }),
             done: Condvar::new(),
         }
     }
@@ -167,7 +170,25 @@ impl Job {
 
     /// Whether a round has taken (or answered) the job.
     pub fn is_taken(&self) -> bool {
-        !matches!(*self.state(), JobState::Waiting)
+        !matches!(*self.state(), JobState::Waiting { .. })
+    }
+
+    /// Tells a waiting job that the lock came free: it should try to decide the next round.
+    pub fn wake(&self) {
+        let mut s = self.state();
+        if let JobState::Waiting { woken } = &mut *s {
+            *woken = true;
+            self.done.notify_all();
+        }
+    }
+
+    /// Sleeps until the job is taken or answered, or woken, or `max` passes.
+    pub fn park(&self, max: std::time::Duration) {
+        let s = self.state();
+        let _ = self
+            .done
+            .wait_timeout_while(s, max, |s| matches!(s, JobState::Waiting { woken: false }))
+            .unwrap_or_else(|p| p.into_inner());
     }
 
     pub fn finish(&self, r: Response) {
