@@ -54,9 +54,12 @@ fn fill_options() -> StoreOptions {
 
 /// Opens one SEV2 incident at each of `times` (three timers each: the L1 budget and the Plan A
 /// silence check one hour later, the Plan B deadline four hours later).
+/// `times` must not go backwards: a virtual clock only moves forward.
 fn fill_at(dir: &Path, times: impl Iterator<Item = DateTime<Utc>>) -> anyhow::Result<usize> {
+    let mut times = times.peekable();
+    let first = times.peek().copied().unwrap_or_else(origin);
     let config = Arc::new(Config::builtin()?);
-    let clock = Arc::new(VirtualClock::new(origin()));
+    let clock = Arc::new(VirtualClock::new(first));
     let app = App::new(
         Store::open_with(dir, &fill_options())?,
         config,
