@@ -451,6 +451,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut courier = Courier::new(app.clone(), port.clone());
     let mut background = Vec::new();
+    background.push(tokio::spawn(crate::backup::serve(
+        Arc::downgrade(&app),
+        opts.data.clone(),
+        stop_rx.clone(),
+    )));
     // With alerts arriving over HTTP, messages appear between lines: the courier runs in the
     // background then, also on a virtual clock (and lines no longer drain it themselves).
     let drain_inline = virtual_clock.is_some() && opts.http.is_none();

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod backup;
 mod batch;
 pub mod bench;
 pub mod clock;

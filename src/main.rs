@@ -129,6 +129,23 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         export: Option<PathBuf>,
     },
+    /// Writes a consistent snapshot of the store to FILE (the format: src/store/snapshot.rs).
+    /// Works while the bot runs: the running process takes it, through warroom.sock.
+    Backup {
+        #[command(flatten)]
+        data: DataArg,
+        /// The backup file to write (replaced whole, only once complete).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Loads a backup into an empty store; refuses one that holds anything.
+    Restore {
+        #[command(flatten)]
+        data: DataArg,
+        /// The backup file, as `warroom backup --out` wrote it.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+    },
     /// Prints the post-incident report of an incident, or (without one) the index of all
     /// incidents with drills set apart.
     Report {
@@ -326,6 +343,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Doctor { data, export } => doctor(&data.data, export.as_deref()),
+        Cmd::Backup { data, out } => {
+            let snap = warroom::backup::backup(&data.data, &cfg.store, &out)?;
+            println!(
+                "Backed up {} of {} into {}.",
+                snap.summary(),
+                data.data.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Cmd::Restore { data, input } => {
+            let snap = warroom::backup::restore(&data.data, &cfg.store, &input)?;
+            println!(
+                "Restored {} from {} into {}.",
+                snap.summary(),
+                input.display(),
+                data.data.display()
+            );
+            Ok(())
+        }
         Cmd::Outbox { action, data } => {
             let store = Store::open(&data.data)?;
             match action {

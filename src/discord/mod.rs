@@ -174,6 +174,11 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
     let mut tasks = vec![
         tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
         tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
+        tokio::spawn(crate::backup::serve(
+            Arc::downgrade(&app),
+            opts.data.clone(),
+            stop_rx.clone(),
+        )),
     ];
     readiness.set_scheduler(true);
     if let (Some(addr), Some(sources)) = (cfg.http.listen, sources) {

@@ -12,11 +12,13 @@
 //! - **A damaged folder** is refused with `StoreError::Corrupt` and never written to
 //!   (`integrity`); `salvage` reads what survives, on a copy.
 //!
-//! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader.
+//! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader;
+//! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`).
 
 pub mod integrity;
 mod salvage;
 mod sled;
+pub mod snapshot;
 
 pub use self::sled::Store;
 pub use salvage::{Salvage, salvage};
@@ -46,6 +48,10 @@ pub enum StoreError {
         "the data folder {dir} is damaged ({detail}); nothing was changed. Move it aside (mv {dir} {dir}.damaged) to start afresh, or restore it from a backup"
     )]
     Corrupt { dir: PathBuf, detail: String },
+    #[error(
+        "{target} is not empty (it holds {holds}); a backup is restored only into an empty store: give a new data folder"
+    )]
+    NotEmpty { target: String, holds: String },
     #[error("storage error: {0}")]
     Sled(String),
     /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.

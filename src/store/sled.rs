@@ -20,6 +20,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::integrity;
+use super::snapshot::{Snapshot, TimerLine};
 use super::{
     Commit, DeadLetter, DueTimer, Durability, Outgoing, StoreError, StoreOptions, TimerRecord,
 };
@@ -57,6 +58,12 @@ pub struct Store {
     pub(super) recent: std::sync::Mutex<std::collections::HashMap<IncidentId, Incident>>,
     /// The time of the latest event committed (`meta` "last_at"), in milliseconds.
     pub(super) last_at: std::sync::Mutex<Option<i64>>,
+    /// Writers share it; a snapshot (`warroom backup`) takes it alone, so that what it reads
+    /// is the store at one instant. Writes wait while a snapshot reads.
+    pub(super) pause: std::sync::RwLock<()>,
+    /// Added to sled's generated ids (`meta` "outbox_floor"): a restored store hands out no
+    /// outbox id its backup already used.
+    pub(super) outbox_floor: std::sync::atomic::AtomicU64,
     pub(super) _lock: File,
 }
 
@@ -413,6 +420,8 @@ impl Store {
             syncs: std::sync::atomic::AtomicU64::new(0),
             recent: std::sync::Mutex::new(std::collections::HashMap::new()),
             last_at: std::sync::Mutex::new(None),
+            pause: std::sync::RwLock::new(()),
+            outbox_floor: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         };
         match store.meta.get("schema")? {
@@ -438,6 +447,16 @@ impl Store {
             )));
         }
         *store.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        if let Some(floor) = store
+            .meta
+            .get("outbox_floor")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+        {
+            store
+                .outbox_floor
+                .store(floor, std::sync::atomic::Ordering::SeqCst);
+        }
         // In use from now on: a crash leaves it marked unclean, so the next open verifies.
         store.write_record(None, true)?;
         Ok(store)
@@ -490,6 +509,19 @@ impl Store {
             dir: self.dir.clone(),
             reason: format!("cannot write {}: {e}", integrity::RECORD_FILE),
         })
+    }
+
+    fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta
+            .get(key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// A writer's share of `pause`: held for the whole write.
+    pub(super) fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.pause.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many commits have been made since open.
@@ -652,7 +684,8 @@ impl Store {
 
     /// A fresh outbox id; ids grow monotonically, so the outbox delivers in order.
     pub fn outbox_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        let floor = self.outbox_floor.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self.db.generate_id()?.saturating_add(floor))
     }
 
     /// Applies one decision atomically (not yet durable: see `make_durable`).
@@ -664,6 +697,7 @@ impl Store {
     /// A later decision may follow an earlier one on the same incident (its `before` is the
     /// earlier `after`); the timer index ends as the last one leaves it.
     pub fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         if commits.is_empty() {
             return Ok(());
         }
@@ -839,6 +873,7 @@ impl Store {
 
     /// Removes a timer whose incident no longer knows it (it was already consumed).
     pub fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.timers.remove(&t.key)?;
         self.by_incident.remove(index_key(t.incident, t.seq))?;
         self.db.flush()?;
@@ -883,6 +918,13 @@ impl Store {
     /// lost in a crash means one more (deduplicated) attempt, never a lost message. The next
     /// commit's sync, or sled's background flush, makes it durable.
     pub fn delivered(&self, id: u64) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        // The highest id ever delivered, so that a backup knows which ids were used (see
+        // `snapshot`): first, so that it never lags the removal.
+        let high = self.meta_u64("outbox_high")?;
+        if high.is_none_or(|h| h < id) {
+            self.meta.insert("outbox_high", &id.to_be_bytes())?;
+        }
         self.outbox.remove(id.to_be_bytes())?;
         Ok(())
     }
@@ -890,6 +932,7 @@ impl Store {
     /// Queues `msgs` (copies, notices, a lost answer) in one batch. Fallback copies go through
     /// `queue_fallback`, which also marks their original.
     pub fn queue(&self, msgs: &[Outgoing]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let rows: Vec<([u8; 8], Vec<u8>)> = msgs
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
@@ -911,6 +954,7 @@ impl Store {
         original: &Outgoing,
         copies: &[Outgoing],
     ) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let key = original.id.to_be_bytes();
         let mut marked = original.clone();
         marked.fallback_done = true;
@@ -944,6 +988,7 @@ impl Store {
         reason: &str,
         notices: &[Outgoing],
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let record = DeadLetter {
             message: msg.clone(),
             reason: reason.to_string(),
@@ -975,6 +1020,7 @@ impl Store {
 
     /// Puts dead letters back in the outbox (`id` None: all of them). Returns how many.
     pub fn retry_dead(&self, id: Option<u64>) -> Result<usize, StoreError> {
+        let _writing = self.writing();
         let letters: Vec<DeadLetter> = match id {
             Some(id) => match self.dead.get(id.to_be_bytes())? {
                 Some(v) => vec![self.decode("a dead letter", &v)?],
@@ -1039,6 +1085,7 @@ impl Store {
         due: Option<DateTime<Utc>>,
         outbox: &[Outgoing],
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let old: Vec<Vec<u8>> = self
             .drills()?
             .into_iter()
@@ -1074,12 +1121,14 @@ impl Store {
     }
 
     pub fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.adapter.insert(key, value)?;
         self.db.flush()?;
         Ok(())
     }
 
     pub fn adapter_remove(&self, key: &str) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.adapter.remove(key)?;
         self.db.flush()?;
         Ok(())
@@ -1087,6 +1136,231 @@ impl Store {
 
     pub fn dead_letters(&self) -> usize {
         self.dead.len()
+    }
+
+    /// Everything the store holds, at one instant: writers wait while it reads (see `pause`).
+    /// Records that cannot be decoded fail it, naming the damage: a backup never drops data
+    /// silently.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let _alone = self.pause.write().unwrap_or_else(|p| p.into_inner());
+        let malformed = |what: &str| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            detail: format!("{what} is malformed"),
+        };
+        let mut events = Vec::new();
+        for kv in self.timeline.iter() {
+            let (k, v) = kv?;
+            let id = k
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| malformed("a timeline key"))?;
+            events.push((IncidentId(id), self.decode("a timeline event", &v)?));
+        }
+        let mut timers = Vec::new();
+        for kv in self.timers.iter() {
+            let (k, v) = kv?;
+            let (due, incident, seq) =
+                decode_timer_key(&k).ok_or_else(|| malformed("a timer key"))?;
+            let rec: TimerRecord = self.decode("a timer", &v)?;
+            timers.push(TimerLine {
+                due,
+                incident,
+                seq,
+                kind: rec.kind,
+            });
+        }
+        let mut adapter = Vec::new();
+        for kv in self.adapter.iter() {
+            let (k, v) = kv?;
+            let key = String::from_utf8(k.to_vec()).map_err(|_| malformed("a front-end key"))?;
+            adapter.push((key, v.to_vec()));
+        }
+        let mut alert_groups = Vec::new();
+        for kv in self.alert_groups.iter() {
+            let (k, v) = kv?;
+            let split = k
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| malformed("an alert group key"))?;
+            let (source, group) = (k.get(..split), k.get(split.saturating_add(1)..));
+            let (Some(source), Some(group)) = (source, group) else {
+                return Err(malformed("an alert group key"));
+            };
+            let id = <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| malformed("an alert group's incident"))?;
+            alert_groups.push((
+                String::from_utf8_lossy(source).into_owned(),
+                String::from_utf8_lossy(group).into_owned(),
+                IncidentId(id),
+            ));
+        }
+        let outbox = self.outbox()?;
+        let dead = self.dead_letter_list()?;
+        // The first id no message has used: above every id waiting, dead or delivered (not
+        // sled's id generator, which jumps ahead at each open), and at least the floor.
+        let next_outbox_id = outbox
+            .iter()
+            .map(|o| o.id)
+            .chain(dead.iter().map(|d| d.message.id))
+            .chain(self.meta_u64("outbox_high")?)
+            .max()
+            .map_or(0, |m| m.saturating_add(1))
+            .max(self.outbox_floor.load(std::sync::atomic::Ordering::SeqCst));
+        Ok(Snapshot {
+            next_incident: self.next_incident_id()?.0,
+            next_outbox_id,
+            last_event_at: self.last_event_at()?,
+            incidents: self.decode_all("an incident", self.incidents.iter())?,
+            events,
+            timers,
+            outbox,
+            dead,
+            adapter,
+            drills: self.drills()?,
+            alert_groups,
+        })
+    }
+
+    /// What this store already holds, if anything: a restore goes only into an empty store.
+    pub fn holds(&self) -> Option<String> {
+        let trees = [
+            ("incident(s)", &self.incidents),
+            ("pending timer(s)", &self.timers),
+            ("waiting message(s)", &self.outbox),
+            ("dead letter(s)", &self.dead),
+            ("front-end id(s)", &self.adapter),
+            ("drill(s)", &self.schedule),
+            ("alert group(s)", &self.alert_groups),
+            ("timeline event(s)", &self.timeline),
+        ];
+        let held: Vec<String> = trees
+            .iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(what, t)| format!("{} {what}", t.len()))
+            .collect();
+        (!held.is_empty()).then(|| held.join(", "))
+    }
+
+    /// Loads a backup into this empty store, in one transaction: all of it or nothing. Refuses
+    /// a store that holds anything.
+    pub fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
+        let _alone = self.pause.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = self.holds() {
+            return Err(StoreError::NotEmpty {
+                target: self.dir.display().to_string(),
+                holds: held,
+            });
+        }
+        let rows = |pairs: Vec<(Vec<u8>, Vec<u8>)>| pairs;
+        let incidents = rows(
+            s.incidents
+                .iter()
+                .map(|i| Ok((i.id.0.to_be_bytes().to_vec(), to_json(i)?)))
+                .collect::<Result<_, StoreError>>()?,
+        );
+        let events = rows(
+            s.events
+                .iter()
+                .map(|(id, e)| Ok((event_key(*id, e.seq), to_json(e)?)))
+                .collect::<Result<_, StoreError>>()?,
+        );
+        let timers: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = s
+            .timers
+            .iter()
+            .map(|t| {
+                let rec = TimerRecord {
+                    incident: t.incident,
+                    seq: t.seq,
+                    kind: t.kind.clone(),
+                };
+                Ok((
+                    timer_key(t.due, t.incident, t.seq),
+                    index_key(t.incident, t.seq),
+                    to_json(&rec)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let outbox = rows(
+            s.outbox
+                .iter()
+                .map(|o| Ok((o.id.to_be_bytes().to_vec(), to_json(o)?)))
+                .collect::<Result<_, StoreError>>()?,
+        );
+        let dead = rows(
+            s.dead
+                .iter()
+                .map(|d| Ok((d.message.id.to_be_bytes().to_vec(), to_json(d)?)))
+                .collect::<Result<_, StoreError>>()?,
+        );
+        let groups: Vec<(Vec<u8>, [u8; 8])> = s
+            .alert_groups
+            .iter()
+            .map(|(src, g, id)| (alert_group_key(src, g), id.0.to_be_bytes()))
+            .collect();
+        let counts = (s.incidents.len() as u64, s.events.len() as u64);
+        let last_at = s.last_event_at.map(|t| t.timestamp_millis());
+        let result: Result<(), TransactionError<()>> = (
+            &self.incidents,
+            &self.timeline,
+            &self.timers,
+            &self.by_incident,
+            &self.outbox,
+            &self.dead,
+            &self.adapter,
+            &self.schedule,
+            &self.alert_groups,
+            &self.meta,
+        )
+            .transaction(|(inc, tl, tm, idx, out, dl, ad, sched, grp, meta)| {
+                for (k, v) in &incidents {
+                    inc.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &events {
+                    tl.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (tk, ik, v) in &timers {
+                    tm.insert(tk.as_slice(), v.as_slice())?;
+                    idx.insert(ik.as_slice(), tk.as_slice())?;
+                }
+                for (k, v) in &outbox {
+                    out.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &dead {
+                    dl.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &s.adapter {
+                    ad.insert(k.as_bytes(), v.as_slice())?;
+                }
+                for (due, service) in &s.drills {
+                    sched.insert(Self::drill_key(*due, service), service.as_bytes())?;
+                }
+                for (k, v) in &groups {
+                    grp.insert(k.as_slice(), v)?;
+                }
+                meta.insert("next_incident", &s.next_incident.to_be_bytes())?;
+                meta.insert("outbox_floor", &s.next_outbox_id.to_be_bytes())?;
+                meta.insert("count_incidents", &counts.0.to_be_bytes())?;
+                meta.insert("count_events", &counts.1.to_be_bytes())?;
+                if let Some(at) = last_at {
+                    meta.insert("last_at", &at.to_be_bytes())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        result?;
+        self.outbox_floor
+            .store(s.next_outbox_id, std::sync::atomic::Ordering::SeqCst);
+        *self.last_at.lock().unwrap_or_else(|p| p.into_inner()) = last_at;
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.committed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(_alone);
+        self.make_all_durable()
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod alertmanager;
 mod alerts;
+mod backup;
 mod bad_input;
 mod bench;
 mod console_story;
