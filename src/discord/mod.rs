@@ -144,6 +144,7 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         );
     }
     app.init_drills()?;
+    app.init_handoffs()?;
     let api_base = cfg.discord.api_base.clone();
     let http = http(&opts.token, api_base.as_deref());
     let info = http

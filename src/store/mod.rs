@@ -15,6 +15,7 @@
 //! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader.
 
 pub mod integrity;
+mod oncall;
 mod salvage;
 mod sled;
 
