@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-mod oncall;
+pub mod oncall;
 
 use crate::batch::{Batch, Job, Pending, Round};
 use crate::clock::Clock;
@@ -89,6 +89,9 @@ pub struct App {
     /// The stored on-call overrides, read at start and kept in step with every change (made
     /// under the decision lock).
     overrides: std::sync::RwLock<Vec<Override>>,
+    /// Told at each handoff who now holds a role, for a front end that mirrors it (Discord's
+    /// `sync_roles`).
+    role_sync: Option<tokio::sync::mpsc::UnboundedSender<oncall::RoleSync>>,
 }
 
 impl App {
@@ -105,6 +108,7 @@ impl App {
         });
         App {
             overrides: std::sync::RwLock::new(overrides),
+            role_sync: None,
             store,
             config,
             clock,
@@ -120,6 +124,16 @@ impl App {
             cards: true,
             metrics: Arc::new(metrics),
         }
+    }
+
+    /// For a front end that mirrors who is on call (Discord's `sync_roles`): each handoff, and
+    /// each scheduled role at start, is sent here.
+    pub fn with_role_sync(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<oncall::RoleSync>,
+    ) -> App {
+        self.role_sync = Some(tx);
+        self
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {

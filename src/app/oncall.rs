@@ -13,6 +13,16 @@ use crate::domain::{Actor, Ctx, IncidentId, Message, MessageKind, RoleKey, Targe
 use crate::spec::Request;
 use crate::store::{Outgoing, StoreError};
 
+/// Who now holds a scheduled role, and who else may have its chat role: for a front end that
+/// mirrors the holder in chat (Discord's `sync_roles`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleSync {
+    pub role: RoleKey,
+    pub holder: crate::domain::UserName,
+    /// Everyone else the schedule or its overrides name.
+    pub others: Vec<crate::domain::UserName>,
+}
+
 /// A handoff fired this much after its time says it is late.
 const LATE: TimeDelta = TimeDelta::minutes(1);
 
@@ -294,6 +304,82 @@ impl App {
             user: incoming.user.clone(),
         };
         self.store.set_handoff(role.as_str(), next, &[out])?;
+        self.outbox_ready.notify_one();
+        self.sync_role(&oc, &role, incoming.user);
+        Ok(())
+    }
+
+    /// Tells the front end's role mirror who holds `role` now.
+    fn sync_role(&self, oc: &OnCall, role: &RoleKey, holder: crate::domain::UserName) {
+        let Some(tx) = &self.role_sync else { return };
+        let mut others: Vec<crate::domain::UserName> = oc
+            .schedule_for(role)
+            .map(|s| s.rotation.clone())
+            .unwrap_or_default();
+        others.extend(
+            oc.overrides
+                .iter()
+                .filter(|o| o.role == *role)
+                .map(|o| o.user.clone()),
+        );
+        others.sort();
+        others.dedup();
+        others.retain(|u| *u != holder);
+        let _ = tx.send(RoleSync {
+            role: role.clone(),
+            holder,
+            others,
+        });
+    }
+
+    /// At start: the role mirror learns who holds each scheduled role now.
+    pub fn sync_all_roles(&self) {
+        let overrides = self.overrides_now();
+        let oc = OnCall {
+            schedules: &self.config.policy.schedules,
+            overrides: &overrides,
+        };
+        let now = self.clock.now();
+        for s in &self.config.policy.schedules {
+            if let Some(h) = oc.holder(&s.role, now) {
+                self.sync_role(&oc, &s.role, h.user);
+            }
+        }
+    }
+
+    /// A notice for the ops channel (and, through its copies, the SDM), outside any incident.
+    pub fn notify_ops(&self, text: String) -> Result<(), StoreError> {
+        let m = Message {
+            at: self.clock.now(),
+            kind: MessageKind::Post,
+            text,
+            mentions: vec![Target::Role(RoleKey::sdm())],
+            buttons: Vec::new(),
+            nudge: None,
+        };
+        let mut out = Outgoing::new(
+            self.store.outbox_id()?,
+            IncidentId(0),
+            App::OPS_CHANNEL,
+            m.clone(),
+        );
+        out.to = Destination::Ops;
+        let mut queued = vec![out];
+        // And to each SDM the front end can reach, by direct message.
+        for user in self.config.policy.roster.holders(&RoleKey::sdm()) {
+            if self.reach.contains(user) {
+                let mut dm = Outgoing::new(
+                    self.store.outbox_id()?,
+                    IncidentId(0),
+                    &format!("@{user}"),
+                    m.clone(),
+                );
+                dm.to = Destination::Direct { user: user.clone() };
+                queued.push(dm);
+            }
+        }
+        self.store.queue(&queued)?;
+        self.store.make_all_durable()?;
         self.outbox_ready.notify_one();
         Ok(())
     }

@@ -449,3 +449,137 @@ async fn the_ics_feed_parses_and_lists_the_shifts_with_an_override() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// On fake Discord, alice and bob alternate L1 (UTC, 08:00 and 20:00), with `sync_roles`.
+const DISCORD_SCHEDULE: &str = r#"
+[schedules.l1-day]
+role      = "l1"
+time_zone = "UTC"
+rotation  = ["alice", "bob"]
+shift     = "12h"
+handoff   = "08:00"
+start     = "2026-11-01"
+"#;
+
+/// The role changes the bot asked for: (PUT or DELETE, user id, role id, status).
+fn role_calls(fake: &crate::fake_discord::FakeDiscord) -> Vec<(String, String, String, u16)> {
+    fake.state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.path.contains("/members/") && r.path.contains("/roles/"))
+        .map(|r| {
+            let seg: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+            let user = seg.iter().position(|s| *s == "members").map(|i| seg[i + 1]);
+            let role = seg.iter().position(|s| *s == "roles").map(|i| seg[i + 1]);
+            (
+                r.method.clone(),
+                user.unwrap_or("").to_string(),
+                role.unwrap_or("").to_string(),
+                r.status,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_discord_the_handoff_dms_the_incoming_person_and_moves_the_role() {
+    use std::sync::Arc;
+    let fake = crate::fake_discord::FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(warroom::clock::VirtualClock::new(at(START)));
+    let config = crate::discord::config_full(
+        dir.path(),
+        &fake.base(),
+        "sync_roles = true",
+        DISCORD_SCHEDULE,
+    );
+    let running = crate::discord::bot_with(&fake, dir.path(), clock.clone(), config).await;
+    // At start (22:00): bob holds L1 (Discord role 101); alice does not.
+    fake.wait("the start's role sync", || role_calls(&fake).len() >= 2)
+        .await;
+    assert_eq!(
+        role_calls(&fake),
+        vec![
+            ("PUT".into(), "202".into(), "101".into(), 204),
+            ("DELETE".into(), "201".into(), "101".into(), 204),
+        ]
+    );
+    // 08:00: alice is on. She is told by DM, and the role moves to her.
+    running
+        .app
+        .advance_to(&clock, at("2026-11-24T08:00:00Z"))
+        .unwrap();
+    fake.wait("the handoff's role sync", || role_calls(&fake).len() >= 4)
+        .await;
+    assert_eq!(
+        role_calls(&fake)[2..],
+        [
+            ("PUT".into(), "201".into(), "101".into(), 204),
+            ("DELETE".into(), "202".into(), "101".into(), 204),
+        ]
+    );
+    let dm_to_alice = || {
+        let st = fake.state.lock().unwrap();
+        let dm = st.channels.iter().find(|c| {
+            c["type"] == serde_json::json!(1)
+                && c["recipients"][0]["id"] == serde_json::json!("201")
+        });
+        dm.and_then(|c| c["id"].as_str().map(|s| s.parse::<u64>().unwrap()))
+    };
+    fake.wait("alice's DM channel", || dm_to_alice().is_some())
+        .await;
+    let dm = dm_to_alice().unwrap();
+    fake.wait("the handoff DM", || {
+        !crate::discord::with_text(&fake, dm, "You are on call for l1 (l1-day) until").is_empty()
+    })
+    .await;
+    let msg = crate::discord::with_text(&fake, dm, "You are on call for l1").remove(0);
+    assert!(
+        msg["content"]
+            .as_str()
+            .unwrap()
+            .contains("until Tue 2026-11-24 20:00 UTC, taking over from bob"),
+        "{msg}"
+    );
+    running.stop().await;
+    fake.assert_valid();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_discord_a_403_on_a_role_change_is_reported_not_silent() {
+    use std::sync::Arc;
+    let fake = crate::fake_discord::FakeDiscord::start().await;
+    fake.fault("PUT", "/guilds/*/members/*/roles/*", 403, None, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(warroom::clock::VirtualClock::new(at(START)));
+    let config = crate::discord::config_full(
+        dir.path(),
+        &fake.base(),
+        "sync_roles = true",
+        DISCORD_SCHEDULE,
+    );
+    let running = crate::discord::bot_with(&fake, dir.path(), clock.clone(), config).await;
+    let notice = || {
+        fake.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.status == 200)
+            .filter_map(|r| r.body.as_ref()?["content"].as_str().map(str::to_string))
+            .find(|t| t.contains("On-call role sync"))
+    };
+    fake.wait("the role sync notice", || notice().is_some())
+        .await;
+    let text = notice().unwrap();
+    assert!(
+        text.contains("could not give the Discord role for l1 to bob")
+            && text.contains("Manage Roles"),
+        "{text}"
+    );
+    assert_eq!(role_calls(&fake)[0].3, 403);
+    running.stop().await;
+    fake.assert_valid();
+}
