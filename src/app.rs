@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub mod oncall;
+
 use crate::batch::{Batch, Job, Pending, Round};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::{Destination, Health, fallback};
 use crate::domain::engine::{self, authorize};
+use crate::domain::oncall::Override;
 use crate::domain::{
     Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render,
 };
@@ -87,6 +90,12 @@ pub struct App {
     cards: bool,
     /// Counters and histograms for `/metrics` (see `metrics`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// The stored on-call overrides, read at start and kept in step with every change (made
+    /// under the decision lock).
+    overrides: std::sync::RwLock<Vec<Override>>,
+    /// Told at each handoff who now holds a role, for a front end that mirrors it (Discord's
+    /// `sync_roles`).
+    role_sync: Option<tokio::sync::mpsc::UnboundedSender<oncall::RoleSync>>,
 }
 
 impl App {
@@ -97,7 +106,13 @@ impl App {
             specs.runnable().into_iter().map(|c| c.path.as_str()),
             config.alerts.sources.keys().map(String::as_str),
         );
+        let overrides = store.overrides().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the on-call overrides");
+            Vec::new()
+        });
         App {
+            overrides: std::sync::RwLock::new(overrides),
+            role_sync: None,
             store,
             config,
             clock,
@@ -113,6 +128,16 @@ impl App {
             cards: true,
             metrics: Arc::new(metrics),
         }
+    }
+
+    /// For a front end that mirrors who is on call (Discord's `sync_roles`): each handoff, and
+    /// each scheduled role at start, is sent here.
+    pub fn with_role_sync(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<oncall::RoleSync>,
+    ) -> App {
+        self.role_sync = Some(tx);
+        self
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
@@ -182,6 +207,14 @@ impl App {
     }
     pub fn specs(&self) -> &'static CommandSet {
         self.specs
+    }
+
+    /// The on-call overrides as stored now.
+    pub fn overrides_now(&self) -> Vec<Override> {
+        self.overrides
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The actor for a roster user (console and tests).
@@ -353,12 +386,23 @@ impl App {
             .map(|c| c.usage())
             .unwrap_or_default();
         let now = self.clock.now();
+        let overrides = self.overrides_now();
         let ctx = Ctx {
             now,
             policy: &self.config.policy,
+            overrides: &overrides,
         };
         if let Request::Help(topic) = &request {
             return self.help(topic.as_deref(), place);
+        }
+        if matches!(
+            request,
+            Request::OnCall(_)
+                | Request::Override { .. }
+                | Request::Overrides
+                | Request::RemoveOverride(_)
+        ) {
+            return self.oncall_request(batch, &ctx, actor, place, &request);
         }
         if let Request::Change(crate::domain::Command::Open {
             title,
@@ -481,6 +525,12 @@ impl App {
             }
             // Answered above, before any incident is read; answered the same way here.
             Request::Help(topic) => self.help(topic.as_deref(), Some(id)),
+            Request::OnCall(_)
+            | Request::Override { .. }
+            | Request::Overrides
+            | Request::RemoveOverride(_) => {
+                self.oncall_request(batch, &ctx, actor, Some(id), &request)
+            }
         }
     }
 
@@ -652,10 +702,8 @@ impl App {
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let timer = self.store.next_timer()?.map(|t| t.due);
         let drill = self.store.drill_first()?.map(|(d, _)| d);
-        Ok(match (timer, drill) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        let handoff = self.store.handoff_first()?.map(|(d, _)| d);
+        Ok([timer, drill, handoff].into_iter().flatten().min())
     }
 
     /// Nudges the SDM about a due drill and schedules a daily reminder until one is opened.
@@ -775,6 +823,19 @@ impl App {
                 dues.push(due);
                 fired += 1;
             }
+            // Then shift handoffs, one by one: their handovers see the incidents as they are.
+            while fired < limit {
+                let Some((due, role)) = self.store.handoff_first()? else {
+                    break;
+                };
+                if due > now {
+                    break;
+                }
+                let at = self.clock.now().max(at_least);
+                self.fire_handoff(batch, &role, due, at)?;
+                dues.push(due);
+                fired += 1;
+            }
             let listed = self.store.due_timers(now, limit.saturating_sub(fired))?;
             let full = fired + listed.len() >= limit && limit > 0;
             for t in listed {
@@ -809,9 +870,11 @@ impl App {
                 return Ok(false);
             }
         };
+        let overrides = self.overrides_now();
         let ctx = Ctx {
             now: at,
             policy: &self.config.policy,
+            overrides: &overrides,
         };
         let d = engine::fire(&ctx, &inc, t.seq);
         let r = self.apply(batch, Some(&inc), d, Some(t));

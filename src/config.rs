@@ -34,6 +34,7 @@ const REPLACED_TABLES: &[&str] = &[
     "roster",
     "permissions",
     "services",
+    "schedules",
     "discord.roles",
     "discord.users",
 ];
@@ -67,6 +68,9 @@ pub struct DiscordConfig {
     pub request_timeout: std::time::Duration,
     pub roles: BTreeMap<RoleKey, u64>,
     pub users: BTreeMap<UserName, u64>,
+    /// Give each scheduled role's Discord role to the person on call, and take it from the
+    /// others (needs Manage Roles).
+    pub sync_roles: bool,
 }
 
 impl Default for DiscordConfig {
@@ -80,6 +84,7 @@ impl Default for DiscordConfig {
             request_timeout: std::time::Duration::from_secs(15),
             roles: BTreeMap::new(),
             users: BTreeMap::new(),
+            sync_roles: false,
         }
     }
 }
@@ -318,6 +323,7 @@ impl Config {
                 "store",
                 "http",
                 "alerts",
+                "schedules",
             ],
         )?;
 
@@ -514,6 +520,7 @@ impl Config {
                 "request_timeout",
                 "roles",
                 "users",
+                "sync_roles",
             ],
         )?;
         let mut discord = DiscordConfig {
@@ -524,6 +531,16 @@ impl Config {
                 "incident_category_id",
                 "discord.incident_category_id",
             )?,
+            sync_roles: match dt.get("sync_roles") {
+                None => false,
+                Some(Value::Boolean(b)) => *b,
+                Some(other) => {
+                    return Err(r.err(
+                        "discord.sync_roles",
+                        format!("expected true or false, found {other}"),
+                    ));
+                }
+            },
             dm_sdm: match dt.get("dm_sdm") {
                 None => true,
                 Some(Value::Boolean(b)) => *b,
@@ -594,6 +611,7 @@ impl Config {
         }
         let extra_roles: BTreeSet<RoleKey> = discord.roles.keys().cloned().collect();
         let services = read_services(&r, t)?;
+        let schedules = read_schedules(&r, t, &roster)?;
         let store_t = r.table(t, "store", "store")?.cloned().unwrap_or_default();
         r.only_keys(&store_t, "store", &["durability", "cache_mb"])?;
         let mut store = crate::store::StoreOptions::default();
@@ -629,6 +647,7 @@ impl Config {
                 roster,
                 extra_roles,
                 services,
+                schedules,
             },
             console_user,
             discord,
@@ -698,6 +717,27 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", ");
             let _ = writeln!(out, "  {u}: {r}");
+        }
+        if !self.policy.schedules.is_empty() {
+            let _ = writeln!(out, "\nOn-call schedules:");
+            for sc in &self.policy.schedules {
+                let people = sc
+                    .rotation
+                    .iter()
+                    .map(UserName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    out,
+                    "  {}: {} in {}, shifts of {} from {} local, starting {}: {people}",
+                    sc.name,
+                    sc.role,
+                    sc.zone.name(),
+                    crate::domain::engine::human(sc.shift),
+                    sc.handoff.format("%H:%M"),
+                    sc.start
+                );
+            }
         }
         if !self.policy.services.is_empty() {
             let _ = writeln!(out, "\nServices:");
@@ -1009,6 +1049,147 @@ fn string_list(r: &Reader, key: &str, v: Option<&Value>) -> Result<Vec<String>, 
 }
 
 /// `[services.NAME]`: runbook links, plan templates, drill schedule.
+/// `[schedules.NAME]`: each a rotation staffing one role key. Refused: unknown users, bad zones,
+/// a shift that leaves a gap before the next day's first handoff, and two schedules for one
+/// role (they would overlap: one role has one person on call at a time).
+fn read_schedules(
+    r: &Reader,
+    t: &Table,
+    roster: &Roster,
+) -> Result<Vec<crate::domain::oncall::Schedule>, ConfigError> {
+    use crate::domain::oncall::{Schedule, shift_problem};
+    let mut out: Vec<Schedule> = Vec::new();
+    let Some(st) = r.table(t, "schedules", "schedules")? else {
+        return Ok(out);
+    };
+    for (name, v) in st {
+        let path = format!("schedules.{name}");
+        if !is_role_key(name) {
+            return Err(r.err(
+                &path,
+                "a schedule name is lowercase letters, digits, '_' or '-', like l1-emea",
+            ));
+        }
+        let Value::Table(sv) = v else {
+            return Err(r.err(&path, "expected a table like [schedules.l1-emea]"));
+        };
+        r.only_keys(
+            sv,
+            &path,
+            &["role", "time_zone", "rotation", "shift", "handoff", "start"],
+        )?;
+        let need = |key: &str, example: &str| -> Result<String, ConfigError> {
+            r.string(sv, key, &format!("{path}.{key}"))?.ok_or_else(|| {
+                r.err(
+                    &format!("{path}.{key}"),
+                    format!("missing; for example {key} = {example}"),
+                )
+            })
+        };
+        let role = need("role", "\"l1\"")?;
+        if !is_role_key(&role) || RoleKey::new(&role).is_external() {
+            return Err(r.err(
+                &format!("{path}.role"),
+                format!(
+                    "expected a staff role key such as \"l1\" or \"sdm\", found \"{}\"",
+                    echo(&role)
+                ),
+            ));
+        }
+        let zone_s = need("time_zone", "\"Europe/London\"")?;
+        let zone: chrono_tz::Tz = zone_s.trim().parse().map_err(|_| {
+            r.err(
+                &format!("{path}.time_zone"),
+                format!("\"{}\" is not an IANA time zone; use a name like \"Europe/London\", \"America/New_York\" or \"UTC\"", echo(&zone_s)),
+            )
+        })?;
+        let rotation = string_list(r, &format!("{path}.rotation"), sv.get("rotation"))?;
+        if rotation.is_empty() {
+            return Err(r.err(
+                &format!("{path}.rotation"),
+                "expected at least one roster user, like [\"alice\", \"erin\"]; an empty rotation is a gap",
+            ));
+        }
+        let mut people = Vec::new();
+        for u in &rotation {
+            let user = UserName::new(u);
+            if !roster.contains(&user) {
+                return Err(r.err(
+                    &format!("{path}.rotation"),
+                    format!(
+                        "'{}' is not on the roster; expected one of: {}",
+                        echo(u),
+                        roster.names()
+                    ),
+                ));
+            }
+            let roles = roster.roles_of(&user);
+            if !roles.is_empty() && roles.iter().all(RoleKey::is_external) {
+                return Err(r.err(
+                    &format!("{path}.rotation"),
+                    format!("'{u}' is facilities or vendor staff, who cannot hold {role}; put staff in the rotation"),
+                ));
+            }
+            people.push(user);
+        }
+        let shift = r
+            .duration(sv, "shift", &format!("{path}.shift"))?
+            .ok_or_else(|| {
+                r.err(
+                    &format!("{path}.shift"),
+                    "expected a duration like \"12h\", not off",
+                )
+            })?;
+        if let Some(p) = shift_problem(shift) {
+            return Err(r.err(
+                &format!("{path}.shift"),
+                format!("{p}; found \"{}\"", crate::domain::engine::human(shift)),
+            ));
+        }
+        let handoff_s = need("handoff", "\"08:00\"")?;
+        let handoff =
+            chrono::NaiveTime::parse_from_str(handoff_s.trim(), "%H:%M").map_err(|_| {
+                r.err(
+                    &format!("{path}.handoff"),
+                    format!(
+                        "expected a local time like \"08:00\" (24-hour HH:MM), found \"{}\"",
+                        echo(&handoff_s)
+                    ),
+                )
+            })?;
+        let start_s = need("start", "\"2026-11-01\"")?;
+        let start = chrono::NaiveDate::parse_from_str(start_s.trim(), "%Y-%m-%d").map_err(|_| {
+            r.err(
+                &format!("{path}.start"),
+                format!("expected a date like \"2026-11-01\" (the day the first person's first shift begins), found \"{}\"", echo(&start_s)),
+            )
+        })?;
+        let sched = Schedule {
+            name: name.clone(),
+            role: RoleKey::new(&role),
+            zone,
+            rotation: people,
+            shift,
+            handoff,
+            start,
+        };
+        if sched.boundary(0).is_none() || sched.boundary(100_000).is_none() {
+            return Err(r.err(&format!("{path}.start"), "the schedule's shifts fall beyond representable time; use a date within a few years of now"));
+        }
+        if let Some(other) = out.iter().find(|o| o.role == sched.role) {
+            return Err(r.err(
+                &format!("{path}.role"),
+                format!(
+                    "schedules.{} already staffs {role}: two schedules for one role overlap (two people on call for it at once). Put everyone in one rotation, and use /oncall override for swaps",
+                    other.name
+                ),
+            ));
+        }
+        out.push(sched);
+    }
+    Ok(out)
+}
+
 fn read_services(r: &Reader, t: &Table) -> Result<BTreeMap<String, ServicePolicy>, ConfigError> {
     let mut services = BTreeMap::new();
     let Some(st) = r.table(t, "services", "services")? else {

@@ -433,6 +433,7 @@ pub async fn run(
         );
     }
     app.init_drills()?;
+    app.init_handoffs()?;
     session.set_current(app.latest_open()?.map(|i| i.id));
     if opts.format == Format::Text {
         eprintln!(

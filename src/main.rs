@@ -81,6 +81,19 @@ enum Cmd {
     CheckConfig,
     /// Prints the command table (Markdown), generated from commands/.
     Commands,
+    /// Who is on call for each scheduled role now (or --at TIME), who is next, and when the
+    /// handoff is. Reads the overrides from the data folder when it can (not while the bot
+    /// holds it: then the rotation alone, with a note).
+    Oncall {
+        /// RFC 3339, like 2026-11-02T22:00:00Z (default: now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Only this role key.
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// The performance harness, on fresh temporary stores: each figure beside its floor from
     /// the same run, and its target. Without options: the command figures only.
     Bench {
@@ -294,6 +307,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 BenchFormat::Md => print!("{}", report.markdown()),
                 BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
+            Ok(())
+        }
+        Cmd::Oncall { at, role, data } => {
+            let at = match at {
+                None => chrono::Utc::now(),
+                Some(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "--at '{s}' is not a time; write RFC 3339, like 2026-11-02T22:00:00Z"
+                        )
+                    })?,
+            };
+            let role = role.map(|r| warroom::domain::RoleKey::new(r.trim()));
+            let (overrides, note) = if data.data.join("db").exists() {
+                match Store::open(&data.data) {
+                    Ok(store) => (store.overrides()?, String::new()),
+                    Err(e) => (
+                        Vec::new(),
+                        format!("\n(Overrides not read: {e}. Shown: the rotation alone.)"),
+                    ),
+                }
+            } else {
+                (Vec::new(), String::new())
+            };
+            let oc = warroom::domain::oncall::OnCall {
+                schedules: &cfg.policy.schedules,
+                overrides: &overrides,
+            };
+            println!(
+                "{}{note}",
+                warroom::domain::oncall::render(&oc, role.as_ref(), at)
+            );
             Ok(())
         }
         Cmd::Commands => {

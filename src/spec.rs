@@ -22,6 +22,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("handover", include_str!("../commands/handover.toml")),
     ("help", include_str!("../commands/help.toml")),
     ("incident", include_str!("../commands/incident.toml")),
+    ("oncall", include_str!("../commands/oncall.toml")),
     ("participant", include_str!("../commands/participant.toml")),
     ("plan", include_str!("../commands/plan.toml")),
     ("report", include_str!("../commands/report.toml")),
@@ -886,6 +887,20 @@ pub enum Request {
     Timeline,
     Report,
     Help(Option<String>),
+    /// `/oncall show [role]`.
+    OnCall(Option<RoleKey>),
+    /// `/oncall override`.
+    Override {
+        role: RoleKey,
+        user: UserName,
+        from: Deadline,
+        to: Deadline,
+        reason: String,
+    },
+    /// `/oncall overrides`.
+    Overrides,
+    /// `/oncall remove`.
+    RemoveOverride(u32),
 }
 
 impl Invocation {
@@ -1076,6 +1091,33 @@ pub const HANDLERS: &[(&str, Handler)] = &[
             summary: i.need_text("summary"),
             plan: i.plan("plan"),
         }))
+    }),
+    ("oncall show", |i| {
+        Ok(Request::OnCall(match i.values.get("role") {
+            Some(Value::Team(r)) => Some(r.clone()),
+            _ => None,
+        }))
+    }),
+    ("oncall override", |i| {
+        let deadline = |k: &str| match i.values.get(k) {
+            Some(Value::Deadline(d)) => Ok(*d),
+            _ => Err(missing(&i.path, k)),
+        };
+        Ok(Request::Override {
+            role: match i.values.get("role") {
+                Some(Value::Team(r)) => r.clone(),
+                _ => return Err(missing(&i.path, "role")),
+            },
+            user: i.user("user").ok_or_else(|| missing(&i.path, "user"))?,
+            from: deadline("from")?,
+            to: deadline("to")?,
+            reason: i.need_text("reason"),
+        })
+    }),
+    ("oncall overrides", |_| Ok(Request::Overrides)),
+    ("oncall remove", |i| match i.values.get("override") {
+        Some(Value::Number(n)) => Ok(Request::RemoveOverride(*n)),
+        _ => Err(missing(&i.path, "override")),
     }),
     ("vendor add", |i| {
         Ok(Request::Change(Command::VendorAdd {

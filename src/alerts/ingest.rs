@@ -98,6 +98,7 @@ impl App {
         let ctx = Ctx {
             now: self.clock().now(),
             policy: &self.config().policy,
+            overrides: &[],
         };
         let held = match self
             .store()

@@ -59,6 +59,7 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> anyhow::Result<Vec<Figure>> 
         let ctx = Ctx {
             now: clock.now(),
             policy: &config.policy,
+            overrides: &[],
         };
         let t = Instant::now();
         let mut d = engine::open(

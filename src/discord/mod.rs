@@ -89,6 +89,80 @@ fn http(token: &str, api_base: Option<&str>) -> serenity::http::Http {
     b.build()
 }
 
+fn http_client(token: &str, api_base: Option<&str>) -> serenity::http::Http {
+    http(token, api_base)
+}
+
+/// `discord.sync_roles`: gives each scheduled role's Discord role to whoever holds it now and
+/// takes it from the others the schedule names. A refusal (403: warroom lacks Manage Roles, or
+/// its role is below the one it manages) is reported to the ops channel and the SDM.
+async fn sync_roles(
+    app: std::sync::Weak<App>,
+    http: Arc<serenity::http::Http>,
+    guild: GuildId,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::app::oncall::RoleSync>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use serenity::all::{RoleId, UserId};
+    loop {
+        let sync = tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Some(app) = app.upgrade() else { return };
+        let cfg = app.config().clone();
+        let Some(role_id) = cfg.discord.roles.get(&sync.role).copied() else {
+            continue;
+        };
+        let user_id = |u: &crate::domain::UserName| cfg.discord.users.get(u).copied();
+        let mut changes = Vec::new();
+        if let Some(id) = user_id(&sync.holder) {
+            changes.push((true, sync.holder.clone(), id));
+        }
+        for u in &sync.others {
+            if let Some(id) = user_id(u) {
+                changes.push((false, u.clone(), id));
+            }
+        }
+        for (give, user, id) in changes {
+            let reason = Some("warroom: on-call handoff");
+            let r = if give {
+                http.add_member_role(guild, UserId::new(id), RoleId::new(role_id), reason)
+                    .await
+            } else {
+                http.remove_member_role(guild, UserId::new(id), RoleId::new(role_id), reason)
+                    .await
+            };
+            if let Err(e) = r {
+                let status = match &e {
+                    serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+                        Some(r.status_code.as_u16())
+                    }
+                    _ => None,
+                };
+                let what = if give { "give" } else { "take" };
+                let from_to = if give { "to" } else { "from" };
+                let why = match status {
+                    Some(403) => "Discord refused (403): give warroom's bot the Manage Roles permission, with its own role above the on-call roles".to_string(),
+                    Some(s) => format!("Discord answered {s}"),
+                    None => format!("{e}"),
+                };
+                tracing::warn!(role = %sync.role, user = %user, error = %e, "role sync failed");
+                let text = format!(
+                    "On-call role sync: could not {what} the Discord role for {} {from_to} {user}: {why}. @{} may ping the wrong people until it is fixed.",
+                    sync.role, sync.role
+                );
+                if let Err(e) = app.notify_ops(text) {
+                    tracing::error!(error = %e, "cannot queue the role sync notice");
+                }
+            }
+        }
+    }
+}
+
 /// Registers the commands for the configured guild, or globally.
 pub async fn register(token: &str, config: &Config, global: bool) -> anyhow::Result<usize> {
     let http = http(token, config.discord.api_base.as_deref());
@@ -135,15 +209,20 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
     let store = Store::open_with(&opts.data, &cfg.store)?;
     // Everyone mapped to a Discord id can be reached by direct message.
     let reach = cfg.discord.users.keys().cloned().collect();
-    let app = Arc::new(
-        App::new(store, cfg.clone(), opts.clock.clone()).with_direct(reach, cfg.discord.dm_sdm),
-    );
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut app =
+        App::new(store, cfg.clone(), opts.clock.clone()).with_direct(reach, cfg.discord.dm_sdm);
+    if cfg.discord.sync_roles {
+        app = app.with_role_sync(sync_tx);
+    }
+    let app = Arc::new(app);
     if cfg.discord.ops_channel_id.is_none() {
         tracing::warn!(
             "discord.ops_channel_id is not set: notices about undeliverable messages reach the SDM by direct message only"
         );
     }
     app.init_drills()?;
+    app.init_handoffs()?;
     let api_base = cfg.discord.api_base.clone();
     let http = http(&opts.token, api_base.as_deref());
     let info = http
@@ -171,7 +250,15 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         .context("cannot start the Discord client")?;
     let shards = client.shard_manager.clone();
     let (stop, stop_rx) = watch::channel(false);
+    let roles_http = Arc::new(http_client(&opts.token, api_base.as_deref()));
     let mut tasks = vec![
+        tokio::spawn(sync_roles(
+            Arc::downgrade(&app),
+            roles_http,
+            GuildId::new(guild),
+            sync_rx,
+            stop_rx.clone(),
+        )),
         tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
         tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
         tokio::spawn(crate::backup::serve(
@@ -191,6 +278,8 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "the Discord gateway client stopped");
         }
     }));
+    // Who holds each scheduled role now, for `sync_roles`.
+    app.sync_all_roles();
     // Anything queued before a restart goes out now.
     app.outbox_ready.notify_one();
     app.timers_changed.notify_one();

@@ -23,6 +23,38 @@ pub const MAX_BUTTONS: usize = 25;
 pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     pub policy: &'a Policy,
+    /// The stored on-call overrides (empty without schedules).
+    pub overrides: &'a [super::oncall::Override],
+}
+
+impl<'a> Ctx<'a> {
+    /// Who is on call, from the policy's schedules and the stored overrides.
+    pub fn oncall(&self) -> super::oncall::OnCall<'a> {
+        super::oncall::OnCall {
+            schedules: &self.policy.schedules,
+            overrides: self.overrides,
+        }
+    }
+
+    /// `targets` with the person on call for each role target added after it, so that a
+    /// nudge to `@l1` also pings whoever holds L1 now.
+    pub fn with_on_call(&self, targets: &[Target]) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+            if let Target::Role(r) = t
+                && let Some(h) = self.oncall().holder(r, self.now)
+            {
+                let u = Target::User(h.user);
+                if !out.contains(&u) {
+                    out.push(u);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Who is acting, with the role keys the front end resolved for them.
@@ -263,8 +295,24 @@ pub fn authorize(
     plan: Option<Plan>,
     nudge: Option<&Nudge>,
 ) -> Result<(), Refusal> {
+    authorize_replacing(ctx, actor, inc, path, plan, nudge, None)
+}
+
+/// `authorize`, for a command that replaces someone on call (`/oncall override`): `replaced`
+/// is who the rotation has on call then, admitted by the `replaced` principal.
+pub fn authorize_replacing(
+    ctx: &Ctx,
+    actor: &Actor,
+    inc: Option<&Incident>,
+    path: &str,
+    plan: Option<Plan>,
+    nudge: Option<&Nudge>,
+    replaced: Option<&UserName>,
+) -> Result<(), Refusal> {
     let who = ctx.policy.permissions.for_command(path);
-    let roles = effective_roles(actor, inc);
+    let mut roles = effective_roles(actor, inc);
+    // The person on call for a role holds it, as long as they are on.
+    roles.extend(ctx.oncall().roles_of(&actor.user, ctx.now));
     let standing = standing(actor, inc);
     let admitted = who.iter().any(|p| {
         (standing != Standing::External || p.admits_external())
@@ -283,6 +331,7 @@ pub fn authorize(
                 Principal::Nudged => {
                     nudge.is_some_and(|n| targets_actor(&n.targets, actor, &roles))
                 }
+                Principal::Replaced => replaced == Some(&actor.user),
                 Principal::Role(r) => roles.contains(r),
             }
     });
@@ -299,6 +348,10 @@ pub fn authorize(
                     None => format!("Plan {p}'s lead"),
                 },
                 None => format!("the commander ({})", i.commander()),
+            },
+            (Principal::Replaced, _) => match replaced {
+                Some(u) => format!("the person on call whom it replaces ({u})"),
+                None => p.to_string(),
             },
             (Principal::Lead, None) => match plan {
                 Some(p) => format!("Plan {p}'s lead"),
@@ -546,7 +599,7 @@ impl<'a> Work<'a> {
             at: self.now(),
             kind: MessageKind::Nudge,
             text,
-            mentions: targets.to_vec(),
+            mentions: self.ctx.with_on_call(targets),
             buttons,
             nudge: Some(id),
         });
@@ -1042,7 +1095,7 @@ pub fn drill_due(
 }
 
 pub use super::alert::{alert_open, alert_update};
-pub use super::handle::handle;
+pub use super::handle::{handle, shift_handover};
 
 /// Fires one of the incident's timers. The timer is consumed whatever it decides.
 pub fn fire(ctx: &Ctx, inc: &Incident, seq: TimerSeq) -> Decision {

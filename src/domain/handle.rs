@@ -631,61 +631,7 @@ pub fn handle(
             );
             format!("{user} is in the {id} war room as {what}.")
         }
-        Command::Handover { to, summary, plan } => {
-            w.user_on_roster(to, "to")?;
-            let scope = plan.map_or(format!("{id}"), |p| format!("Plan {p}"));
-            w.staff_only(
-                to,
-                "to",
-                &format!("take over {scope}"),
-                &format!(
-                    "Hand it to a staff member (the SDM can name one); {to} keeps posting updates with /update."
-                ),
-            )?;
-            let from = match plan {
-                Some(p) => w.active_track(*p)?.lead.clone(),
-                None => Some(w.inc.commander().clone()),
-            };
-            if from.as_ref() == Some(to) {
-                return refuse(
-                    RefusalKind::Invalid,
-                    format!("option 'to': {to} already leads it"),
-                );
-            }
-            // A newer handover replaces one still waiting.
-            let plan_v = *plan;
-            w.answer(
-                |k| *k == NudgeKind::Handover { plan: plan_v },
-                "replaced by a newer handover",
-            );
-            let card = handover_card(&w, plan_v, summary);
-            let nudge = w.raise(
-                NudgeKind::Handover { plan: *plan },
-                vec![Target::User(to.clone())],
-                format!(
-                    "Handover of {scope} from {} to @{to}. @{to}: acknowledge with /ack to take it over.\n{card}",
-                    from.as_ref().map_or("nobody".into(), |f| f.to_string())
-                ),
-            );
-            let pending = PendingHandover {
-                from: from.clone(),
-                to: to.clone(),
-                summary: summary.clone(),
-                at: now,
-                nudge,
-            };
-            match plan {
-                Some(p) => w.active_track_mut(*p)?.handover = Some(pending),
-                None => w.inc.handover = Some(pending),
-            }
-            w.event(
-                EventKind::HandoverOffered { plan: *plan },
-                format!("handover of {scope} offered to {to}: {summary}"),
-            );
-            format!(
-                "Handover card sent to {to}; until they acknowledge, nudges for {scope} reach you both."
-            )
-        }
+        Command::Handover { to, summary, plan } => offer_handover(&mut w, to, summary, plan)?,
         Command::VendorAdd {
             vendor,
             case,
@@ -948,6 +894,99 @@ fn open_case<'i>(inc: &'i mut Incident, case: &str) -> Result<&'i mut VendorCase
             ),
         ),
     }
+}
+
+/// Offers a handover of `plan` (or the whole incident) to `to`: the card, the nudge, the
+/// pending handover. Shared by `/handover` and the automatic handover at a shift handoff.
+fn offer_handover(
+    w: &mut Work,
+    to: &UserName,
+    summary: &str,
+    plan: &Option<Plan>,
+) -> Result<String, Refusal> {
+    let id = w.inc.id;
+    let now = w.ctx.now;
+    w.user_on_roster(to, "to")?;
+    let scope = plan.map_or(format!("{id}"), |p| format!("Plan {p}"));
+    w.staff_only(
+        to,
+        "to",
+        &format!("take over {scope}"),
+        &format!(
+            "Hand it to a staff member (the SDM can name one); {to} keeps posting updates with /update."
+        ),
+    )?;
+    let from = match plan {
+        Some(p) => w.active_track(*p)?.lead.clone(),
+        None => Some(w.inc.commander().clone()),
+    };
+    if from.as_ref() == Some(to) {
+        return refuse(
+            RefusalKind::Invalid,
+            format!("option 'to': {to} already leads it"),
+        );
+    }
+    // A newer handover replaces one still waiting.
+    let plan_v = *plan;
+    w.answer(
+        |k| *k == NudgeKind::Handover { plan: plan_v },
+        "replaced by a newer handover",
+    );
+    let card = handover_card(w, plan_v, summary);
+    let nudge = w.raise(
+        NudgeKind::Handover { plan: *plan },
+        vec![Target::User(to.clone())],
+        format!(
+            "Handover of {scope} from {} to @{to}. @{to}: acknowledge with /ack to take it over.\n{card}",
+            from.as_ref().map_or("nobody".into(), |f| f.to_string())
+        ),
+    );
+    let pending = PendingHandover {
+        from: from.clone(),
+        to: to.clone(),
+        summary: summary.to_string(),
+        at: now,
+        nudge,
+    };
+    match plan {
+        Some(p) => w.active_track_mut(*p)?.handover = Some(pending),
+        None => w.inc.handover = Some(pending),
+    }
+    w.event(
+        EventKind::HandoverOffered { plan: *plan },
+        format!("handover of {scope} offered to {to}: {summary}"),
+    );
+    Ok(format!(
+        "Handover card sent to {to}; until they acknowledge, nudges for {scope} reach you both."
+    ))
+}
+
+/// The automatic handover of a shift handoff: Plan A, the tier's own track (or, without an
+/// active Plan A, the incident), passes to the person now on call for the tier, with the same
+/// card and acknowledgement as `/handover`, so its nudges reach both until they acknowledge.
+/// No one runs it: the schedule is the authority, so it is not authorised against a person.
+/// None when there is nothing to hand over: the incoming person already leads it, or has it
+/// offered.
+pub fn shift_handover(
+    ctx: &Ctx,
+    inc: &Incident,
+    to: &UserName,
+    summary: &str,
+) -> Result<Option<Decision>, Refusal> {
+    if !inc.is_open() {
+        return refuse(RefusalKind::Conflict, format!("{} is resolved", inc.id));
+    }
+    let plan_a = inc.active_tracks().find(|t| t.plan == Plan::A);
+    let (plan, lead, pending) = match plan_a {
+        Some(t) => (Some(Plan::A), t.lead.clone(), t.handover.as_ref()),
+        None => (None, Some(inc.commander().clone()), inc.handover.as_ref()),
+    };
+    if lead.as_ref() == Some(to) || pending.is_some_and(|h| h.to == *to) {
+        return Ok(None);
+    }
+    let mut w = Work::new(ctx, inc.clone(), None);
+    let reply = offer_handover(&mut w, to, summary, &plan)?;
+    Ok(Some(w.finish(reply)))
 }
 
 fn handover_card(w: &Work, plan: Option<Plan>, summary: &str) -> String {

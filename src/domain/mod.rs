@@ -8,6 +8,7 @@ pub mod engine;
 mod handle;
 pub mod model;
 mod nudge;
+pub mod oncall;
 pub mod policy;
 pub mod render;
 

@@ -183,6 +183,7 @@ impl Work<'_> {
         };
         let buttons = self.digest_buttons(&sent);
         let text = self.drill_mark(lines.join("\n"));
+        let mentions = self.ctx.with_on_call(&mentions);
         self.messages.push(Message {
             at: self.now(),
             kind: MessageKind::Nudge,

@@ -155,6 +155,8 @@ pub enum Principal {
     Lead,
     /// The person or role the nudge in question targets.
     Nudged,
+    /// The person an on-call override replaces (the rotation's person for its start).
+    Replaced,
     /// Holders of this role key (`sdm` includes the incident's assigned SDM). Never `fm` or
     /// `vendor`: facilities and vendor staff are admitted by `participant` and `anyone` only.
     Role(RoleKey),
@@ -169,6 +171,7 @@ impl Principal {
             "current-tier" => Principal::CurrentTier,
             "lead" => Principal::Lead,
             "nudged" => Principal::Nudged,
+            "replaced" => Principal::Replaced,
             key if RoleKey::new(key).is_external() => {
                 return Err(format!(
                     "'{key}' cannot be given a command: facilities and vendor staff run only the commands open to participant or anyone (/update, /vendor, the status, timeline and report), never anything privileged"
@@ -177,7 +180,7 @@ impl Principal {
             key if is_role_key(key) => Principal::Role(RoleKey::new(key)),
             other => {
                 return Err(format!(
-                    "'{other}' is not a principal; use anyone, participant, tier, current-tier, lead, nudged or a role key"
+                    "'{other}' is not a principal; use anyone, participant, tier, current-tier, lead, nudged, replaced or a role key"
                 ));
             }
         })
@@ -200,6 +203,7 @@ impl fmt::Display for Principal {
             Principal::CurrentTier => f.write_str("the current tier"),
             Principal::Lead => f.write_str("the plan's lead (without a plan, the commander)"),
             Principal::Nudged => f.write_str("the nudged person or role"),
+            Principal::Replaced => f.write_str("the person on call whom it replaces"),
             Principal::Role(r) => write!(f, "{r}"),
         }
     }
@@ -286,6 +290,8 @@ pub struct Policy {
     pub extra_roles: BTreeSet<RoleKey>,
     /// Per service (by name, as in `/incident open service:`).
     pub services: BTreeMap<String, ServicePolicy>,
+    /// On-call schedules (`[schedules.NAME]`), at most one per role key.
+    pub schedules: Vec<super::oncall::Schedule>,
 }
 
 impl Policy {

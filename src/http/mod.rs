@@ -8,11 +8,13 @@
 //! - `GET /health`: the process answers. `GET /ready`: the store is open, the scheduler runs and
 //!   (for Discord) the gateway is connected (`ops`).
 //! - `GET /metrics`: Prometheus text exposition (`crate::metrics`).
+//! - `GET /oncall/<schedule>.ics`: a schedule's shifts as an iCalendar feed (`oncall`).
 //!
 //! Handlers stay thin: read, authenticate, parse, call `App`, map the result to a status.
 //! Blocking store work runs on tokio's blocking threads, never on the async ones.
 
 pub mod intake;
+pub mod oncall;
 pub mod ops;
 
 use std::net::SocketAddr;
@@ -78,6 +80,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/oncall/{file}", get(oncall::feed))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

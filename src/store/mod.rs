@@ -16,6 +16,7 @@
 //! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`).
 
 pub mod integrity;
+mod oncall;
 mod salvage;
 mod sled;
 pub mod snapshot;

@@ -3,7 +3,8 @@
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
 //! timer, so the first key is the next deadline), `timers_by_incident` (id ‖ seq → timers key),
 //! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
-//! own mappings, such as Discord channel ids), `drill_schedule`, `alert_groups` (alert source ‖
+//! own mappings, such as Discord channel ids), `drill_schedule`, `oncall_handoffs`,
+//! `oncall_overrides`, `alert_groups` (alert source ‖
 //! 0 ‖ group key → the open incident that holds the group, mirrored from `Incident::alert` in
 //! the same transaction), and `meta`.
 //! Every change of a command or fired timer is one multi-tree transaction. A fired timer leaves
@@ -40,6 +41,10 @@ pub struct Store {
     pub(super) adapter: sled::Tree,
     pub(super) schedule: sled::Tree,
     pub(super) alert_groups: sled::Tree,
+    /// On-call: `oncall_handoffs` (due ‖ role key → role key) and `oncall_overrides` (id →
+    /// override); see `store::oncall`.
+    pub(super) handoffs: sled::Tree,
+    pub(super) overrides: sled::Tree,
     pub(super) dir: PathBuf,
     /// The commit record (see `integrity`), rewritten after every commit.
     pub(super) record: File,
@@ -157,6 +162,8 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
             "adapter",
             "drill_schedule",
             "alert_groups",
+            "oncall_handoffs",
+            "oncall_overrides",
         ] {
             for kv in opened.open_tree(name).map_err(e)?.iter() {
                 kv.map_err(e)?;
@@ -408,6 +415,8 @@ impl Store {
             adapter: tree("adapter")?,
             schedule: tree("drill_schedule")?,
             alert_groups: tree("alert_groups")?,
+            handoffs: tree("oncall_handoffs")?,
+            overrides: tree("oncall_overrides")?,
             db,
             dir: dir.to_path_buf(),
             record,

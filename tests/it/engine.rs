@@ -35,6 +35,7 @@ impl World {
         let ctx = Ctx {
             now,
             policy: &policy,
+            overrides: &[],
         };
         let d = engine::open(
             &ctx,
@@ -56,6 +57,7 @@ impl World {
         let ctx = Ctx {
             now: self.now,
             policy: &self.policy,
+            overrides: &[],
         };
         let d = engine::handle(&ctx, &actor(&self.policy, who), &self.inc, &cmd)?;
         self.inc = d.incident.clone();
@@ -73,6 +75,7 @@ impl World {
             let ctx = Ctx {
                 now: self.now,
                 policy: &self.policy,
+                overrides: &[],
             };
             let d = engine::fire(&ctx, &self.inc, t.1);
             out.extend(d.messages);

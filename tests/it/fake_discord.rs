@@ -527,6 +527,10 @@ fn handle(s: &Shared, m: &str, path: &str, body: Option<Value>, stalled: bool) -
             st.channels.push(ch.clone());
             (StatusCode::CREATED, axum::Json(ch)).into_response()
         }
+        ("PUT", ["guilds", _g, "members", _u, "roles", _r])
+        | ("DELETE", ["guilds", _g, "members", _u, "roles", _r]) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("POST", ["users", "@me", "channels"]) => {
             let id = st.id();
             let user = body["recipient_id"].as_str().unwrap_or("0").parse::<u64>().unwrap_or(0);

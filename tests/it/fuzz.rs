@@ -424,6 +424,7 @@ fn advance(app: &App, clock: &VirtualClock, secs: i64) -> Result<(), TestCaseErr
                     let ctx = Ctx {
                         now: at,
                         policy: &app.config().policy,
+                        overrides: &[],
                     };
                     let d = engine::fire(&ctx, &inc, t.seq);
                     round_trips(&d.incident, &d.events)?;
@@ -470,6 +471,7 @@ fn expected(
     let ctx = Ctx {
         now: app.clock().now(),
         policy: &app.config().policy,
+        overrides: &[],
     };
     if let warroom::domain::Command::Open {
         title,

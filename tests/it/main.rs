@@ -18,6 +18,7 @@ mod hardening;
 mod helpers;
 mod layout;
 mod metrics;
+mod oncall;
 mod overnight;
 mod report;
 mod roles;

@@ -32,6 +32,10 @@ const WHO: &[(&str, &[&str])] = &[
     ("incident status", &["participant"]),
     ("incident severity", &["tier", "sdm"]),
     ("incident resolve", &["current-tier", "sdm"]),
+    ("oncall show", &["anyone"]),
+    ("oncall override", &["sdm", "replaced"]),
+    ("oncall overrides", &["anyone"]),
+    ("oncall remove", &["sdm", "replaced"]),
     ("participant add", &["sdm", "lead"]),
     ("plan open", &["sdm"]),
     ("plan assign", &["sdm", "lead"]),
@@ -197,6 +201,8 @@ fn admits(who: &str, p: &Person, probe: &Probe, in_incident: bool) -> bool {
                 }
         }
         "nudged" => probe.nudged.is_some_and(|role| p.holds(role, in_incident)),
+        // The probe's schedule for `night` has nell alone in its rotation.
+        "replaced" => p.name == "nell",
         role => p.holds(role, in_incident),
     }
 }
@@ -235,7 +241,10 @@ fn expected(p: &Person, probe: &Probe, place: Place) -> Verdict {
         }
     };
     match (probe.path, place) {
-        ("help", _) => Verdict::Runs,
+        ("help" | "oncall show" | "oncall overrides", _) => Verdict::Runs,
+        // On-call commands act on no incident, wherever they are typed: only the roster (and
+        // the rotation) counts.
+        ("oncall override" | "oncall remove", _) => by_rule(false),
         // It opens a new incident wherever it is typed, and acts on none: only the roster counts.
         ("incident open", _) => by_rule(false),
         (_, Place::Outside) => Verdict::NotInAChannel,
@@ -371,6 +380,28 @@ const PROBES: &[Probe] = &[
         ..probe("handover", "/handover to:bob summary:\"probe\" plan:A")
     },
     probe("handover", "/handover to:bob summary:\"probe\""),
+    // On-call changes touch no incident: `reads` spares them the "changed nothing" check.
+    Probe {
+        reads: true,
+        ..probe("oncall show", "/oncall show")
+    },
+    Probe {
+        reads: true,
+        ..probe("oncall overrides", "/oncall overrides")
+    },
+    Probe {
+        reads: true,
+        ..probe(
+            "oncall override",
+            "/oncall override role:night user:bob from:1h to:2h reason:\"probe\"",
+        )
+    },
+    // Override 1 is the first one made above (by sam); removing it again is answered, not
+    // refused, for those it is for.
+    Probe {
+        reads: true,
+        ..probe("oncall remove", "/oncall remove override:1")
+    },
 ];
 
 type Snapshot = (Incident, Vec<Event>);
@@ -391,6 +422,20 @@ fn probe_app(dir: &std::path::Path) -> (Arc<App>, Arc<VirtualClock>) {
             );
         }
     }
+    // `night` is on a schedule with nell alone in its rotation: she is whom an override of
+    // it replaces.
+    config
+        .policy
+        .schedules
+        .push(warroom::domain::oncall::Schedule {
+            name: "night".into(),
+            role: RoleKey::new("night"),
+            zone: chrono_tz::UTC,
+            rotation: vec![UserName::new("nell")],
+            shift: TimeDelta::hours(12),
+            handoff: chrono::NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            start: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        });
     let clock = Arc::new(VirtualClock::new(at(START)));
     let store = Store::open(dir).expect("open store");
     (
@@ -536,7 +581,7 @@ fn every_command_by_every_kind_of_person_in_every_place_follows_the_rule() {
                     ));
                 }
                 if want == Verdict::Refused
-                    && p.facilities_or_vendor_in(probe.path != "incident open")
+                    && p.facilities_or_vendor_in(!acts_on_none(probe.path))
                     && !r.text.contains("facilities and vendor staff post /update")
                 {
                     failures.push(format!(
@@ -587,6 +632,7 @@ fn decide(app: &App, who: &str, inc: &Incident, line: &str) -> Result<engine::De
     let ctx = Ctx {
         now: app.clock().now(),
         policy: &app.config().policy,
+        overrides: &[],
     };
     engine::handle(&ctx, &app.actor(&UserName::new(who)), inc, &cmd)
 }
@@ -671,6 +717,7 @@ fn an_incidents_tier_lead_holds_the_tiers_role_there() {
     let ctx = Ctx {
         now: app.clock().now(),
         policy: &app.config().policy,
+        overrides: &[],
     };
     let carol = app.actor(&UserName::new("carol"));
     let e = engine::open(
@@ -701,6 +748,7 @@ fn positions_stored_for_facilities_or_vendor_staff_give_them_nothing() {
     let ctx = Ctx {
         now: at(START),
         policy: &policy,
+        overrides: &[],
     };
     let d = engine::open(
         &ctx,
@@ -785,6 +833,7 @@ fn a_position_holder_cannot_be_added_as_facilities_or_vendor_staff() {
     let ctx = Ctx {
         now: at(START),
         policy: &policy,
+        overrides: &[],
     };
     let inc = engine::open(
         &ctx,
@@ -982,4 +1031,9 @@ fn a_commander_cannot_hand_the_incident_to_facilities_staff() {
     let timeline = run.text_starting("Timeline");
     assert!(!timeline.contains("offered to ravi"), "{timeline}");
     assert!(timeline.contains("offered to bob"), "{timeline}");
+}
+
+/// Commands that act on no incident wherever they are typed: only the roster counts for them.
+fn acts_on_none(path: &str) -> bool {
+    path == "incident open" || path.starts_with("oncall ")
 }

@@ -219,6 +219,7 @@ fn a_clock_at_the_end_of_time_refuses_commands_and_fires_timers_without_overflow
     let late = Ctx {
         now: end,
         policy: &policy,
+        overrides: &[],
     };
     let r = engine::open(
         &late,
@@ -243,6 +244,7 @@ fn a_clock_at_the_end_of_time_refuses_commands_and_fires_timers_without_overflow
     let ctx = Ctx {
         now,
         policy: &policy,
+        overrides: &[],
     };
     let inc = engine::open(
         &ctx,
