@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod app;
 mod batch;
 pub mod bench;
+pub mod board;
 pub mod clock;
 pub mod config;
 pub mod console;

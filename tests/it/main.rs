@@ -4,6 +4,8 @@ mod alertmanager;
 mod alerts;
 mod bad_input;
 mod bench;
+mod board;
+mod browser;
 mod console_story;
 mod crash;
 mod damage;
