@@ -494,3 +494,51 @@ async fn screenshots_of_the_seed_story_board() {
     }
     s.stop().await;
 }
+
+#[test]
+fn the_board_configuration_is_checked_and_its_token_must_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warroom.toml");
+    std::fs::write(&path, "[board]\nenabled = \"yes\"\n").unwrap();
+    let e = Config::load(Some(&path), &[]).unwrap_err().to_string();
+    assert!(e.contains("board.enabled"), "{e}");
+    std::fs::write(&path, "[board]\ntoken_env = \"not a name\"\n").unwrap();
+    let e = Config::load(Some(&path), &[]).unwrap_err().to_string();
+    assert!(e.contains("board.token_env"), "{e}");
+
+    let off = Config::builtin().unwrap();
+    assert!(
+        Board::from_config(&off, |_| Some(TOKEN.into()))
+            .unwrap()
+            .is_none()
+    );
+    std::fs::write(
+        &path,
+        "[board]\nenabled = true\ntoken_env = \"WR_TEST_BOARD_UNSET\"\n",
+    )
+    .unwrap();
+    let on = Config::load(Some(&path), &[]).unwrap();
+    let e = Board::from_config(&on, |_| None).unwrap_err().to_string();
+    assert!(e.contains("WR_TEST_BOARD_UNSET"), "{e}");
+    let e = Board::from_config(&on, |_| Some("short".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shorter than"), "{e}");
+
+    // The console with --http refuses to start without the token, naming the variable.
+    let run = super::helpers::run_plain(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "console",
+            "--data",
+            dir.path().join("data").to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        "",
+    );
+    assert!(!run.success);
+    assert!(run.stderr.contains("WR_TEST_BOARD_UNSET"), "{}", run.stderr);
+    assert!(!dir.path().join("data").exists(), "nothing opened");
+}
