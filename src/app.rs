@@ -80,6 +80,9 @@ pub struct App {
     pub timers_changed: Arc<Notify>,
     /// Poked whenever the outbox has something new.
     pub outbox_ready: Arc<Notify>,
+    /// Counts committed rounds (commands, fired timers, alerts): the board's live pages watch
+    /// it to know when to re-read.
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Which delivery lanes are in trouble; the courier writes it, status shows it.
     pub health: Arc<Health>,
     /// The people the front end can reach by direct message (none for the console).
@@ -122,6 +125,7 @@ impl App {
             on_fire: None,
             timers_changed: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             health: Arc::new(Health::default()),
             reach: BTreeSet::new(),
             dm_sdm: false,
@@ -361,6 +365,7 @@ impl App {
         let r = batch.commit(&self.store);
         if std::mem::take(&mut batch.committed) {
             self.timers_changed.notify_one();
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         if std::mem::take(&mut batch.queued_messages) && r.is_ok() {
             self.outbox_ready.notify_one();

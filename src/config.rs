@@ -100,6 +100,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Alert intake (`[alerts]`): sources and routes.
     pub alerts: crate::alerts::AlertsConfig,
+    /// The incident board (`[board]`): off unless `enabled`.
+    pub board: BoardConfig,
     /// Which files and variables were read, in order.
     pub origins: Vec<String>,
 }
@@ -109,6 +111,24 @@ pub struct Config {
 pub struct HttpConfig {
     /// Where the listener binds, such as 127.0.0.1:8080; off when absent.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[board]`: the read-only incident board on the HTTP listener (`crate::board`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardConfig {
+    /// Off unless set; needs `http.listen` (or the console's `--http`) to be served.
+    pub enabled: bool,
+    /// The environment variable that holds the viewer token, never a file.
+    pub token_env: String,
+}
+
+impl Default for BoardConfig {
+    fn default() -> BoardConfig {
+        BoardConfig {
+            enabled: false,
+            token_env: "WARROOM_BOARD_TOKEN".into(),
+        }
+    }
 }
 
 /// Where each key's value came from, for error messages.
@@ -324,6 +344,7 @@ impl Config {
                 "http",
                 "alerts",
                 "schedules",
+                "board",
             ],
         )?;
 
@@ -654,6 +675,7 @@ impl Config {
             store,
             http: read_http(&r, t)?,
             alerts: read_alerts(&r, t)?,
+            board: read_board(&r, t)?,
             origins: Vec::new(),
         })
     }
@@ -807,6 +829,18 @@ impl Config {
             }
         }
         out.push_str(&self.alerts.describe());
+        let _ = writeln!(
+            out,
+            "\nBoard: {}",
+            if self.board.enabled {
+                format!(
+                    "on, on the HTTP listener; viewer token from ${}",
+                    self.board.token_env
+                )
+            } else {
+                "off (set board.enabled = true)".into()
+            }
+        );
         out
     }
 }
@@ -831,6 +865,41 @@ fn read_http(r: &Reader, t: &Table) -> Result<HttpConfig, ConfigError> {
         })?),
     };
     Ok(HttpConfig { listen })
+}
+
+/// `[board]`: `enabled` and `token_env`.
+fn read_board(r: &Reader, t: &Table) -> Result<BoardConfig, ConfigError> {
+    let mut cfg = BoardConfig::default();
+    let Some(bt) = r.table(t, "board", "board")? else {
+        return Ok(cfg);
+    };
+    r.only_keys(bt, "board", &["enabled", "token_env"])?;
+    match bt.get("enabled") {
+        None => {}
+        Some(Value::Boolean(b)) => cfg.enabled = *b,
+        Some(other) => {
+            return Err(r.err(
+                "board.enabled",
+                format!("expected true or false, found {}", other.type_str()),
+            ));
+        }
+    }
+    if let Some(n) = r.string(bt, "token_env", "board.token_env")? {
+        let ok = !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !n.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            return Err(r.err(
+                "board.token_env",
+                format!(
+                    "expected an environment variable name (letters, digits and '_'), found \"{}\"",
+                    echo(&n)
+                ),
+            ));
+        }
+        cfg.token_env = n;
+    }
+    Ok(cfg)
 }
 
 /// `[alerts]`: `[alerts.sources.NAME]` tables and `[[alerts.routes]]`.

@@ -389,6 +389,10 @@ pub async fn run(
         Some(_) => Some(crate::http::sources_from_env(&opts.config)?),
         None => None,
     };
+    let board = match opts.http {
+        Some(_) => crate::http::board_from_env(&opts.config)?,
+        None => None,
+    };
     let store = Store::open_with(&opts.data, &opts.config.store)?;
     let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
         ClockChoice::System => (Arc::new(SystemClock), None),
@@ -464,10 +468,22 @@ pub async fn run(
         let readiness = Arc::new(crate::http::Readiness::default());
         // On a virtual clock, timers fire on /clock advance: that is its scheduler.
         readiness.set_scheduler(true);
-        let (bound, task) =
-            crate::http::start(app.clone(), addr, sources, readiness, stop_rx.clone()).await?;
+        let (bound, task) = crate::http::start(
+            app.clone(),
+            addr,
+            sources,
+            board.clone(),
+            readiness,
+            stop_rx.clone(),
+        )
+        .await?;
         eprintln!(
-            "warroom console: http listening on {bound} (POST /alerts/<source>, /health, /ready, /metrics)"
+            "warroom console: http listening on {bound} (POST /alerts/<source>, /health, /ready, /metrics{})",
+            if board.is_some() {
+                ", the board at /"
+            } else {
+                ""
+            }
         );
         background.push(task);
     }

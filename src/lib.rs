@@ -15,6 +15,7 @@ pub mod app;
 pub mod backup;
 mod batch;
 pub mod bench;
+pub mod board;
 pub mod clock;
 pub mod config;
 pub mod console;

@@ -113,8 +113,12 @@ enum Cmd {
         /// Also run the courier under faults (a stalled lane, an outage) this many times.
         #[arg(long, default_value_t = 0, value_name = "RUNS")]
         delivery: usize,
+        /// Also time the board's index page with this many open incidents (the target is for
+        /// 1000).
+        #[arg(long, default_value_t = 0, value_name = "INCIDENTS")]
+        board: usize,
         /// Everything, at the sizes of the README's table: --timers 1000000 --lateness 100000
-        /// --memory 10000 --delivery 3.
+        /// --memory 10000 --delivery 3 --board 1000.
         #[arg(long)]
         all: bool,
         #[arg(long, value_enum, default_value = "text")]
@@ -259,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mut lateness,
             mut memory,
             mut delivery,
+            mut board,
             all,
             format,
             memory_child,
@@ -273,15 +278,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lateness = lateness.max(100_000);
                 memory = memory.max(10_000);
                 delivery = delivery.max(3);
+                board = board.max(1000);
             }
             let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
             let mut report = warroom::bench::Report::new();
-            let sections: [(&str, bool); 5] = [
+            let sections: [(&str, bool); 6] = [
                 ("commands", true),
                 ("lateness", lateness > 0),
                 ("restart", timers > 0),
                 ("memory", memory > 0),
                 ("delivery", delivery > 0),
+                ("board", board > 0),
             ];
             for (name, wanted) in sections {
                 if !wanted {
@@ -296,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     "restart" => warroom::bench::restart(&sub, timers),
                     "memory" => warroom::bench::rss(&sub, memory),
+                    "board" => warroom::bench::board(&sub, board),
                     _ => warroom::bench::delivery(&sub, delivery).await,
                 };
                 let _ = std::fs::remove_dir_all(&sub);

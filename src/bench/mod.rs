@@ -4,8 +4,10 @@
 //!
 //! Sections: `commands` (durable latency and throughput), `timers` (restart and firing cost,
 //! timer lateness on the real clock), `memory` (peak RSS with open incidents, in a child
-//! process), `delivery` (the courier under faults). Output: text, JSON or a Markdown table.
+//! process), `delivery` (the courier under faults), `board` (the incident board's index page
+//! of many open incidents). Output: text, JSON or a Markdown table.
 
+mod board;
 mod commands;
 mod delivery;
 mod memory;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use board::board;
 pub use commands::run as commands;
 pub use delivery::delivery;
 pub use memory::{child as memory_child, rss};

@@ -205,6 +205,15 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
             None
         }
     };
+    let board = match cfg.http.listen {
+        Some(_) => crate::http::board_from_env(&cfg)?,
+        None => {
+            if cfg.board.enabled {
+                tracing::warn!("the board is enabled but http.listen is off: it is not served");
+            }
+            None
+        }
+    };
     let readiness = Arc::new(crate::http::Readiness::with_gateway());
     let store = Store::open_with(&opts.data, &cfg.store)?;
     // Everyone mapped to a Discord id can be reached by direct message.
@@ -269,8 +278,15 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
     ];
     readiness.set_scheduler(true);
     if let (Some(addr), Some(sources)) = (cfg.http.listen, sources) {
-        let (_, task) =
-            crate::http::start(app.clone(), addr, sources, readiness, stop_rx.clone()).await?;
+        let (_, task) = crate::http::start(
+            app.clone(),
+            addr,
+            sources,
+            board,
+            readiness,
+            stop_rx.clone(),
+        )
+        .await?;
         tasks.push(task);
     }
     tasks.push(tokio::spawn(async move {

@@ -9,6 +9,8 @@
 //!   (for Discord) the gateway is connected (`ops`).
 //! - `GET /metrics`: Prometheus text exposition (`crate::metrics`).
 //! - `GET /oncall/<schedule>.ics`: a schedule's shifts as an iCalendar feed (`oncall`).
+//! - With `[board] enabled = true`: the incident board's pages (`crate::board`), `/`, `/login`,
+//!   `/incidents/…`, `/share/…`, `/events`.
 //!
 //! Handlers stay thin: read, authenticate, parse, call `App`, map the result to a status.
 //! Blocking store work runs on tokio's blocking threads, never on the async ones.
@@ -71,11 +73,17 @@ pub struct HttpState {
     pub app: Arc<App>,
     pub sources: Arc<Sources>,
     pub readiness: Arc<Readiness>,
+    /// The incident board, when enabled.
+    pub board: Option<Arc<crate::board::Board>>,
 }
 
 /// The routes.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let board = match state.board {
+        Some(_) => crate::board::routes(),
+        None => Router::new(),
+    };
+    board
         .route("/alerts/{source}", post(intake::receive))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
@@ -100,6 +108,14 @@ pub async fn serve(
     state: HttpState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    // The board's live streams end with the listener, so that shutdown never waits for them.
+    let state = HttpState {
+        board: state
+            .board
+            .as_ref()
+            .map(|b| Arc::new(b.with_stop(shutdown.clone()))),
+        ..state
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -117,22 +133,33 @@ pub fn sources_from_env(config: &crate::config::Config) -> anyhow::Result<Source
         .map_err(anyhow::Error::msg)
 }
 
+/// The board of this configuration, its viewer token read from the process environment: a
+/// front end calls this before it opens anything, like `sources_from_env`.
+pub fn board_from_env(
+    config: &crate::config::Config,
+) -> anyhow::Result<Option<crate::board::Board>> {
+    crate::board::Board::from_config(config, |var| std::env::var(var).ok())
+        .map_err(anyhow::Error::msg)
+}
+
 /// Starts the listener for a front end: binds `addr`, logs the address it got, and serves in
 /// the background until `shutdown`. Returns the bound address and the task.
 pub async fn start(
     app: Arc<App>,
     addr: SocketAddr,
     sources: Sources,
+    board: Option<crate::board::Board>,
     readiness: Arc<Readiness>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = bind(addr).await?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, sources = %sources.names(), "http listening");
+    tracing::info!(address = %local, sources = %sources.names(), board = board.is_some(), "http listening");
     let state = HttpState {
         app,
         sources: Arc::new(sources),
         readiness,
+        board: board.map(Arc::new),
     };
     let task = tokio::spawn(async move {
         if let Err(e) = serve(listener, state, shutdown).await {

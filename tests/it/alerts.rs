@@ -96,6 +96,7 @@ impl Intake {
             app: app.clone(),
             sources: Arc::new(sources),
             readiness,
+            board: None,
         };
         let task = tokio::spawn(async move {
             warroom::http::serve(listener, state, stop_rx)

@@ -210,6 +210,11 @@ pub fn say(note: &str) {
 /// looked up on `PATH`. The same rule as `shared_file`: `.ci/run` installs it, so under CI its
 /// absence is a failure; elsewhere that part of the test is skipped, said aloud.
 pub fn program(name: &str) -> Option<std::path::PathBuf> {
+    // Debian's packages that bring each program.
+    let package = match name {
+        "chromium" | "chromedriver" => "chromium chromium-driver",
+        _ => "prometheus-alertmanager",
+    };
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))
@@ -220,11 +225,11 @@ pub fn program(name: &str) -> Option<std::path::PathBuf> {
         None => {
             if under_ci() {
                 panic!(
-                    "CI is set but the program {name} is not on PATH; .ci/run installs it (apt-get install -y prometheus-alertmanager)"
+                    "CI is set but the program {name} is not on PATH; .ci/run installs it (apt-get install -y {package})"
                 );
             }
             say(&format!(
-                "SKIPPING the part that needs the program {name}: it is not on PATH. Install it (apt-get install -y prometheus-alertmanager) to run it."
+                "SKIPPING the part that needs the program {name}: it is not on PATH. Install it (apt-get install -y {package}) to run it."
             ));
             None
         }

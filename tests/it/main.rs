@@ -5,6 +5,8 @@ mod alerts;
 mod backup;
 mod bad_input;
 mod bench;
+mod board;
+mod browser;
 mod console_story;
 mod crash;
 mod damage;

@@ -374,6 +374,7 @@ async fn the_ics_feed_parses_and_lists_the_shifts_with_an_override() {
         app: app.clone(),
         sources: Arc::new(sources),
         readiness: Arc::new(warroom::http::Readiness::default()),
+        board: None,
     };
     let task = tokio::spawn(async move {
         warroom::http::serve(listener, state, stop_rx)
