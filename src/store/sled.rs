@@ -193,6 +193,37 @@ pub(super) fn millis_key(t: DateTime<Utc>) -> [u8; 8] {
     ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// A key of a tree of deadlines by name (drills, shift handoffs): due ‖ name, so the first key
+/// is the next deadline.
+pub(super) fn deadline_key(due: DateTime<Utc>, name: &str) -> Vec<u8> {
+    let mut k = millis_key(due).to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn decode_deadline(k: &[u8], v: &[u8]) -> Option<(DateTime<Utc>, String)> {
+    let ms = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    let due = Utc.timestamp_millis_opt(ms as i64).single()?;
+    Some((due, String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The earliest deadline of a tree of deadlines: (due, name).
+pub(super) fn deadline_first(
+    tree: &sled::Tree,
+) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+    Ok(tree.first()?.and_then(|(k, v)| decode_deadline(&k, &v)))
+}
+
+/// Every deadline of a tree of deadlines, in due order.
+pub(super) fn deadlines(tree: &sled::Tree) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+    let mut out = Vec::new();
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        out.extend(decode_deadline(&k, &v));
+    }
+    Ok(out)
+}
+
 fn timer_key(due: DateTime<Utc>, id: IncidentId, seq: TimerSeq) -> Vec<u8> {
     let mut k = Vec::with_capacity(20);
     k.extend_from_slice(&millis_key(due));
@@ -636,7 +667,7 @@ impl Store {
     }
 
     /// Decodes every record of a tree, in key order.
-    fn decode_all<T: for<'de> Deserialize<'de>>(
+    pub(super) fn decode_all<T: for<'de> Deserialize<'de>>(
         &self,
         what: &str,
         records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
@@ -1056,34 +1087,12 @@ impl Store {
 
     /// The earliest scheduled drill: (due, service).
     pub fn drill_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
-        Ok(self.schedule.first()?.and_then(|(k, v)| {
-            let ms = u64::from_be_bytes(k.get(..8)?.try_into().ok()?) ^ (1 << 63);
-            let due = Utc.timestamp_millis_opt(ms as i64).single()?;
-            Some((due, String::from_utf8_lossy(&v).into_owned()))
-        }))
+        deadline_first(&self.schedule)
     }
 
     /// Every scheduled drill: (due, service).
     pub fn drills(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.schedule.iter() {
-            let (k, v) = kv?;
-            if let Some(ms) = k
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                && let Some(due) = Utc.timestamp_millis_opt((ms ^ (1 << 63)) as i64).single()
-            {
-                out.push((due, String::from_utf8_lossy(&v).into_owned()));
-            }
-        }
-        Ok(out)
-    }
-
-    fn drill_key(due: DateTime<Utc>, service: &str) -> Vec<u8> {
-        let mut k = millis_key(due).to_vec();
-        k.extend_from_slice(service.as_bytes());
-        k
+        deadlines(&self.schedule)
     }
 
     /// Sets (or with `due` None, removes) a service's next drill, and queues `outbox` with it in
@@ -1094,34 +1103,55 @@ impl Store {
         due: Option<DateTime<Utc>>,
         outbox: &[Outgoing],
     ) -> Result<(), StoreError> {
-        let _writing = self.writing();
-        let old: Vec<Vec<u8>> = self
-            .drills()?
-            .into_iter()
-            .filter(|(_, s)| s == service)
-            .map(|(d, s)| Self::drill_key(d, &s))
-            .collect();
-        let new = due.map(|d| Self::drill_key(d, service));
-        let out: Vec<([u8; 8], Vec<u8>)> = outbox
-            .iter()
-            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
-            .collect::<Result<_, StoreError>>()?;
-        (&self.schedule, &self.outbox)
-            .transaction(|(sched, ob)| {
-                for k in &old {
-                    sched.remove(k.as_slice())?;
-                }
-                if let Some(k) = &new {
-                    sched.insert(k.as_slice(), service.as_bytes())?;
-                }
-                for (k, v) in &out {
-                    ob.insert(k, v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(StoreError::from)?;
-        self.db.flush()?;
-        Ok(())
+        self.set_deadline(&self.schedule, service, due, outbox)
+    }
+
+    /// Sets (or with `due` None, removes) `name`'s deadline in a tree of deadlines (drills,
+    /// shift handoffs), and queues `outbox` with it in one transaction: a deadline is claimed
+    /// exactly once, with what it said. Durable when it returns, like a commit.
+    pub(super) fn set_deadline(
+        &self,
+        tree: &sled::Tree,
+        name: &str,
+        due: Option<DateTime<Utc>>,
+        outbox: &[Outgoing],
+    ) -> Result<(), StoreError> {
+        {
+            let _writing = self.writing();
+            let old: Vec<Vec<u8>> = deadlines(tree)?
+                .into_iter()
+                .filter(|(_, n)| n == name)
+                .map(|(d, n)| deadline_key(d, &n))
+                .collect();
+            let new = due.map(|d| deadline_key(d, name));
+            let out: Vec<([u8; 8], Vec<u8>)> = outbox
+                .iter()
+                .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+                .collect::<Result<_, StoreError>>()?;
+            (tree, &self.outbox)
+                .transaction(|(t, ob)| {
+                    for k in &old {
+                        t.remove(k.as_slice())?;
+                    }
+                    if let Some(k) = &new {
+                        t.insert(k.as_slice(), name.as_bytes())?;
+                    }
+                    for (k, v) in &out {
+                        ob.insert(k, v.as_slice())?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(StoreError::from)?;
+            self.wrote();
+        }
+        self.make_all_durable()
+    }
+
+    /// Counts a write outside `commit_all` as a commit, so that the next `make_durable` syncs
+    /// it instead of finding every commit already covered.
+    pub(super) fn wrote(&self) {
+        self.committed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A front end's own durable mapping (for example incident → Discord channel id).
@@ -1229,6 +1259,8 @@ impl Store {
             adapter,
             drills: self.drills()?,
             alert_groups,
+            handoffs: self.handoffs()?,
+            overrides: self.overrides()?,
         })
     }
 
@@ -1242,6 +1274,8 @@ impl Store {
             ("front-end id(s)", &self.adapter),
             ("drill(s)", &self.schedule),
             ("alert group(s)", &self.alert_groups),
+            ("shift handoff(s)", &self.handoffs),
+            ("on-call override(s)", &self.overrides),
             ("timeline event(s)", &self.timeline),
         ];
         let held: Vec<String> = trees
@@ -1308,6 +1342,11 @@ impl Store {
             .iter()
             .map(|(src, g, id)| (alert_group_key(src, g), id.0.to_be_bytes()))
             .collect();
+        let overrides: Vec<([u8; 8], Vec<u8>)> = s
+            .overrides
+            .iter()
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
         let counts = (s.incidents.len() as u64, s.events.len() as u64);
         let last_at = s.last_event_at.map(|t| t.timestamp_millis());
         let result: Result<(), TransactionError<()>> = (
@@ -1320,43 +1359,53 @@ impl Store {
             &self.adapter,
             &self.schedule,
             &self.alert_groups,
+            &self.handoffs,
+            &self.overrides,
             &self.meta,
         )
-            .transaction(|(inc, tl, tm, idx, out, dl, ad, sched, grp, meta)| {
-                for (k, v) in &incidents {
-                    inc.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (k, v) in &events {
-                    tl.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (tk, ik, v) in &timers {
-                    tm.insert(tk.as_slice(), v.as_slice())?;
-                    idx.insert(ik.as_slice(), tk.as_slice())?;
-                }
-                for (k, v) in &outbox {
-                    out.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (k, v) in &dead {
-                    dl.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (k, v) in &s.adapter {
-                    ad.insert(k.as_bytes(), v.as_slice())?;
-                }
-                for (due, service) in &s.drills {
-                    sched.insert(Self::drill_key(*due, service), service.as_bytes())?;
-                }
-                for (k, v) in &groups {
-                    grp.insert(k.as_slice(), v)?;
-                }
-                meta.insert("next_incident", &s.next_incident.to_be_bytes())?;
-                meta.insert("outbox_floor", &s.next_outbox_id.to_be_bytes())?;
-                meta.insert("count_incidents", &counts.0.to_be_bytes())?;
-                meta.insert("count_events", &counts.1.to_be_bytes())?;
-                if let Some(at) = last_at {
-                    meta.insert("last_at", &at.to_be_bytes())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
+            .transaction(
+                |(inc, tl, tm, idx, out, dl, ad, sched, grp, hand, ovr, meta)| {
+                    for (k, v) in &incidents {
+                        inc.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &events {
+                        tl.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (tk, ik, v) in &timers {
+                        tm.insert(tk.as_slice(), v.as_slice())?;
+                        idx.insert(ik.as_slice(), tk.as_slice())?;
+                    }
+                    for (k, v) in &outbox {
+                        out.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &dead {
+                        dl.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &s.adapter {
+                        ad.insert(k.as_bytes(), v.as_slice())?;
+                    }
+                    for (due, service) in &s.drills {
+                        sched.insert(deadline_key(*due, service), service.as_bytes())?;
+                    }
+                    for (k, v) in &groups {
+                        grp.insert(k.as_slice(), v)?;
+                    }
+                    for (due, role) in &s.handoffs {
+                        hand.insert(deadline_key(*due, role), role.as_bytes())?;
+                    }
+                    for (k, v) in &overrides {
+                        ovr.insert(k, v.as_slice())?;
+                    }
+                    meta.insert("next_incident", &s.next_incident.to_be_bytes())?;
+                    meta.insert("outbox_floor", &s.next_outbox_id.to_be_bytes())?;
+                    meta.insert("count_incidents", &counts.0.to_be_bytes())?;
+                    meta.insert("count_events", &counts.1.to_be_bytes())?;
+                    if let Some(at) = last_at {
+                        meta.insert("last_at", &at.to_be_bytes())?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                },
+            );
         result?;
         self.outbox_floor
             .store(s.next_outbox_id, std::sync::atomic::Ordering::SeqCst);

@@ -23,6 +23,8 @@
 //! | `{"adapter":{"key":"…","text":"…"}}` | a front end's own id (`"hex"` instead of `"text"` if not UTF-8) |
 //! | `{"drill":{"due":"…","service":"…"}}` | a service's next scheduled drill |
 //! | `{"alert_group":{"source":"…","group":"…","incident":1}}` | an alert group held by an open incident |
+//! | `{"handoff":{"due":"…","role":"l1"}}` | a scheduled role's next shift handoff |
+//! | `{"override":{…}}` | an on-call override (`Override`'s JSON), removed ones included |
 //! | `{"end":{"records":N,"checksum":"…"}}` | the last line: how many records came before it, and the FNV-1a 64 checksum (16 hex digits) of every byte before this line |
 //!
 //! A file without its `end` line, with a wrong count or checksum, with an unknown kind of line,
@@ -38,6 +40,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{DeadLetter, Outgoing};
+use crate::domain::oncall::Override;
 use crate::domain::{Event, Incident, IncidentId, TimerKind, TimerSeq};
 
 /// The `format` every backup's header names.
@@ -75,6 +78,10 @@ pub struct Snapshot {
     pub drills: Vec<(DateTime<Utc>, String)>,
     /// (source, group, incident), in (source, group) order.
     pub alert_groups: Vec<(String, String, IncidentId)>,
+    /// In due order.
+    pub handoffs: Vec<(DateTime<Utc>, String)>,
+    /// In id order.
+    pub overrides: Vec<Override>,
 }
 
 impl Snapshot {
@@ -88,12 +95,14 @@ impl Snapshot {
             && self.adapter.is_empty()
             && self.drills.is_empty()
             && self.alert_groups.is_empty()
+            && self.handoffs.is_empty()
+            && self.overrides.is_empty()
     }
 
     /// One line of counts, for the command line.
     pub fn summary(&self) -> String {
         format!(
-            "{} incident(s), {} timeline event(s), {} pending timer(s), {} waiting message(s), {} dead letter(s), {} front-end id(s), {} drill(s), {} alert group(s)",
+            "{} incident(s), {} timeline event(s), {} pending timer(s), {} waiting message(s), {} dead letter(s), {} front-end id(s), {} drill(s), {} alert group(s), {} handoff(s), {} override(s)",
             self.incidents.len(),
             self.events.len(),
             self.timers.len(),
@@ -101,7 +110,9 @@ impl Snapshot {
             self.dead.len(),
             self.adapter.len(),
             self.drills.len(),
-            self.alert_groups.len()
+            self.alert_groups.len(),
+            self.handoffs.len(),
+            self.overrides.len()
         )
     }
 }
@@ -150,6 +161,11 @@ enum Line {
         group: String,
         incident: IncidentId,
     },
+    Handoff {
+        due: DateTime<Utc>,
+        role: String,
+    },
+    Override(Box<Override>),
     End {
         records: u64,
         checksum: String,
@@ -293,6 +309,19 @@ pub fn encode(s: &Snapshot) -> Result<Vec<u8>, SnapshotError> {
             true,
         )?;
     }
+    for (due, role) in &s.handoffs {
+        put(
+            &mut out,
+            line(&Line::Handoff {
+                due: *due,
+                role: role.clone(),
+            }),
+            true,
+        )?;
+    }
+    for o in &s.overrides {
+        put(&mut out, line(&Line::Override(Box::new(o.clone()))), true)?;
+    }
     let end = Line::End {
         records,
         checksum: format!("{:016x}", sum.0),
@@ -385,6 +414,8 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
                 group,
                 incident,
             } => s.alert_groups.push((source, group, incident)),
+            Line::Handoff { due, role } => s.handoffs.push((due, role)),
+            Line::Override(o) => s.overrides.push(*o),
         }
         sum.feed(raw);
         records = records.saturating_add(1);

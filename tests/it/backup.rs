@@ -219,6 +219,23 @@ fn backup_then_restore_then_backup_gives_the_same_bytes() {
         store
             .set_drill("mail", Some(at("2026-12-01T09:00:00Z")), &[])
             .unwrap();
+        // On-call state: a pending shift handoff and an override.
+        store
+            .set_handoff("l1", Some(at("2026-11-24T08:00:00Z")), &[])
+            .unwrap();
+        store
+            .put_override(&warroom::domain::oncall::Override {
+                id: 1,
+                role: warroom::domain::RoleKey::new("l1"),
+                user: warroom::domain::UserName::new("bob"),
+                replaces: Some(warroom::domain::UserName::new("alice")),
+                from: at("2026-11-24T22:00:00Z"),
+                to: at("2026-11-25T06:00:00Z"),
+                reason: "swap".into(),
+                by: warroom::domain::UserName::new("sam"),
+                removed: None,
+            })
+            .unwrap();
     }
     let r = backup(&one, &f1);
     assert!(r.success, "{}", r.stderr);
@@ -238,6 +255,8 @@ fn backup_then_restore_then_backup_gives_the_same_bytes() {
         "{\"adapter\":{\"key\":\"binary\",\"hex\":\"00ff07\"}}",
         "{\"adapter\":{\"key\":\"discord/channel/1\",\"text\":\"123456\"}}",
         "{\"drill\":",
+        "{\"handoff\":{\"due\":\"2026-11-24T08:00:00Z\",\"role\":\"l1\"}}",
+        "{\"override\":{\"id\":1,",
         "{\"end\":",
     ] {
         assert!(text.contains(kind), "no {kind} line in:\n{text}");
@@ -262,6 +281,11 @@ fn backup_then_restore_then_backup_gives_the_same_bytes() {
         .unwrap();
     assert!(store.outbox_id().unwrap() > used);
     assert_eq!(store.pending_timers(), text.matches("{\"timer\":").count());
+    assert_eq!(
+        store.handoffs().unwrap(),
+        vec![(at("2026-11-24T08:00:00Z"), "l1".to_string())]
+    );
+    assert_eq!(store.overrides().unwrap().len(), 1);
 }
 
 #[test]
