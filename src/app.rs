@@ -814,47 +814,45 @@ impl App {
         dues: &mut Vec<DateTime<Utc>>,
     ) -> Result<(usize, bool), StoreError> {
         let mut fired = 0;
-        {
-            // Drills first, one by one: they are rare, and live outside incidents.
-            while fired < limit {
-                let Some((due, service)) = self.store.drill_first()? else {
-                    break;
-                };
-                if due > now {
-                    break;
-                }
-                let at = self.clock.now().max(at_least);
-                self.fire_drill(&service, due, at)?;
-                dues.push(due);
-                fired += 1;
+        // Drills first, one by one: they are rare, and live outside incidents.
+        while fired < limit {
+            let Some((due, service)) = self.store.drill_first()? else {
+                break;
+            };
+            if due > now {
+                break;
             }
-            // Then shift handoffs, one by one: their handovers see the incidents as they are.
-            while fired < limit {
-                let Some((due, role)) = self.store.handoff_first()? else {
-                    break;
-                };
-                if due > now {
-                    break;
-                }
-                let at = self.clock.now().max(at_least);
-                self.fire_handoff(batch, &role, due, at)?;
-                dues.push(due);
-                fired += 1;
-            }
-            let listed = self.store.due_timers(now, limit.saturating_sub(fired))?;
-            let full = fired + listed.len() >= limit && limit > 0;
-            for t in listed {
-                let at = self.clock.now().max(at_least);
-                if self.fire_locked(batch, &t, at)? {
-                    dues.push(t.due);
-                    fired += 1;
-                }
-            }
-            let r = self.end_round(batch);
-            batch.take_failed();
-            r?;
-            Ok((fired, full))
+            let at = self.clock.now().max(at_least);
+            self.fire_drill(&service, due, at)?;
+            dues.push(due);
+            fired += 1;
         }
+        // Then shift handoffs, one by one: their handovers see the incidents as they are.
+        while fired < limit {
+            let Some((due, role)) = self.store.handoff_first()? else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            let at = self.clock.now().max(at_least);
+            self.fire_handoff(batch, &role, due, at)?;
+            dues.push(due);
+            fired += 1;
+        }
+        let listed = self.store.due_timers(now, limit.saturating_sub(fired))?;
+        let full = fired + listed.len() >= limit && limit > 0;
+        for t in listed {
+            let at = self.clock.now().max(at_least);
+            if self.fire_locked(batch, &t, at)? {
+                dues.push(t.due);
+                fired += 1;
+            }
+        }
+        let r = self.end_round(batch);
+        batch.take_failed();
+        r?;
+        Ok((fired, full))
     }
 
     /// Fires one listed timer into the round, deciding at `at`. Returns whether it fired: a
