@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::store::postgres::{PgStore, PgUrl};
 use crate::store::snapshot::{self, Snapshot};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -208,5 +209,26 @@ pub fn restore(dir: &Path, options: &StoreOptions, input: &Path) -> anyhow::Resu
         }
         return Err(e.into());
     }
+    Ok(snap)
+}
+
+/// `warroom backup --store URL --out FILE`: a snapshot of a PostgreSQL store, taken in one
+/// repeatable-read transaction, so that it is consistent while replicas write.
+pub fn backup_pg(url: &PgUrl, out: &Path) -> anyhow::Result<Snapshot> {
+    let store = PgStore::connect(url)?;
+    let bytes = snapshot::encode(&store.snapshot()?)?;
+    let snap = snapshot::decode(&bytes).context("the backup just taken does not read back")?;
+    write_atomically(out, &bytes)?;
+    Ok(snap)
+}
+
+/// `warroom restore --store URL --in FILE`: the file is checked whole first, then loaded in
+/// one transaction into the database, only if it is empty.
+pub fn restore_pg(url: &PgUrl, input: &Path) -> anyhow::Result<Snapshot> {
+    let bytes = std::fs::read(input)
+        .with_context(|| format!("cannot read the backup {}", input.display()))?;
+    let snap = snapshot::decode(&bytes)
+        .with_context(|| format!("{} cannot be restored", input.display()))?;
+    PgStore::connect(url)?.restore(&snap)?;
     Ok(snap)
 }

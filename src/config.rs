@@ -634,7 +634,7 @@ impl Config {
         let services = read_services(&r, t)?;
         let schedules = read_schedules(&r, t, &roster)?;
         let store_t = r.table(t, "store", "store")?.cloned().unwrap_or_default();
-        r.only_keys(&store_t, "store", &["durability", "cache_mb"])?;
+        r.only_keys(&store_t, "store", &["durability", "cache_mb", "url"])?;
         let mut store = crate::store::StoreOptions::default();
         match r
             .string(&store_t, "durability", "store.durability")?
@@ -648,6 +648,13 @@ impl Config {
                     format!("expected \"fsync\" (the default: every answer is on disk) or \"flush\" (faster; an OS crash or power cut can lose the last half second), found \"{other}\""),
                 ));
             }
+        }
+        if let Some(url) = r.string(&store_t, "url", "store.url")?
+            && !url.is_empty()
+        {
+            store.url = Some(
+                crate::store::postgres::PgUrl::parse(&url).map_err(|e| r.err("store.url", e))?,
+            );
         }
         match store_t.get("cache_mb") {
             None => {}
@@ -1376,6 +1383,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("store.cache_mb"), "{e}");
+        assert_eq!(c.store.url, None);
+        let c = Config::load(
+            None,
+            &env(
+                "WARROOM__STORE__URL",
+                "postgres://warroom:pw@db.example:5433/warroom",
+            ),
+        )
+        .unwrap();
+        let url = c.store.url.expect("a url");
+        assert_eq!(url.shown(), "postgres://warroom@db.example:5433/warroom");
+        assert!(!format!("{url:?}").contains("pw"));
+        let e = Config::load(None, &env("WARROOM__STORE__URL", "mysql://db/warroom"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("store.url") && e.contains("PostgreSQL URL"),
+            "{e}"
+        );
     }
 
     #[test]

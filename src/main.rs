@@ -151,6 +151,9 @@ enum Cmd {
     Backup {
         #[command(flatten)]
         data: DataArg,
+        /// Back up this PostgreSQL database instead of the data folder (default: `[store] url`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// The backup file to write (replaced whole, only once complete).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -159,6 +162,10 @@ enum Cmd {
     Restore {
         #[command(flatten)]
         data: DataArg,
+        /// Restore into this (empty) PostgreSQL database instead of the data folder (default:
+        /// `[store] url`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// The backup file, as `warroom backup --out` wrote it.
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
@@ -226,8 +233,30 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Arc<Config>> {
     )?))
 }
 
+/// The PostgreSQL database a backup or restore uses: `--store`, else `[store] url`.
+fn pg_url(
+    arg: Option<String>,
+    cfg: &Config,
+) -> anyhow::Result<Option<warroom::store::postgres::PgUrl>> {
+    match arg {
+        Some(u) => Ok(Some(
+            warroom::store::postgres::PgUrl::parse(&u)
+                .map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        )),
+        None => Ok(cfg.store.url.clone()),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = load_config(cli.config)?;
+    if let Some(url) = &cfg.store.url
+        && !matches!(cli.command, Some(Cmd::Backup { .. } | Cmd::Restore { .. }))
+    {
+        anyhow::bail!(
+            "store.url names a PostgreSQL database ({}), but this warroom decides commands and fires timers only on its sled data folder; on PostgreSQL it keeps backups so far (`warroom restore --in FILE`, `warroom backup --out FILE`). Unset store.url (or WARROOM__STORE__URL) to run this command on the data folder",
+            url.shown()
+        );
+    }
     match cli.command.unwrap_or(Cmd::Console {
         data: DataArg {
             data: std::env::var_os("WARROOM_DATA")
@@ -397,23 +426,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Doctor { data, export } => doctor(&data.data, export.as_deref()),
-        Cmd::Backup { data, out } => {
-            let snap = warroom::backup::backup(&data.data, &cfg.store, &out)?;
+        Cmd::Backup { data, out, store } => {
+            let (snap, from) = match pg_url(store, &cfg)? {
+                Some(url) => (warroom::backup::backup_pg(&url, &out)?, url.shown()),
+                None => (
+                    warroom::backup::backup(&data.data, &cfg.store, &out)?,
+                    data.data.display().to_string(),
+                ),
+            };
             println!(
-                "Backed up {} of {} into {}.",
+                "Backed up {} of {from} into {}.",
                 snap.summary(),
-                data.data.display(),
                 out.display()
             );
             Ok(())
         }
-        Cmd::Restore { data, input } => {
-            let snap = warroom::backup::restore(&data.data, &cfg.store, &input)?;
+        Cmd::Restore { data, input, store } => {
+            let (snap, into) = match pg_url(store, &cfg)? {
+                Some(url) => (warroom::backup::restore_pg(&url, &input)?, url.shown()),
+                None => (
+                    warroom::backup::restore(&data.data, &cfg.store, &input)?,
+                    data.data.display().to_string(),
+                ),
+            };
             println!(
-                "Restored {} from {} into {}.",
+                "Restored {} from {} into {into}.",
                 snap.summary(),
                 input.display(),
-                data.data.display()
             );
             Ok(())
         }

@@ -13,10 +13,13 @@
 //!   (`integrity`); `salvage` reads what survives, on a copy.
 //!
 //! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader;
-//! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`).
+//! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`);
+//! `postgres.rs` is the PostgreSQL schema, and backups in and out of it (the commit path on
+//! PostgreSQL is not built yet: see that module).
 
 pub mod integrity;
 mod oncall;
+pub mod postgres;
 mod salvage;
 mod sled;
 pub mod snapshot;
@@ -55,6 +58,18 @@ pub enum StoreError {
     NotEmpty { target: String, holds: String },
     #[error("storage error: {0}")]
     Sled(String),
+    #[error(
+        "PostgreSQL at {target} cannot be used: {detail}; nothing was changed. Check that the server runs, that the URL's user may connect to its database, and try again"
+    )]
+    Postgres { target: String, detail: String },
+    #[error(
+        "the database at {target} has schema version {found}, newer than the {known} this warroom knows; nothing was changed. Run the warroom version that migrated it, or a newer one"
+    )]
+    NewerSchema {
+        target: String,
+        found: i64,
+        known: i64,
+    },
     /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
     #[error(
         "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"
@@ -188,6 +203,8 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// sled's page cache, in bytes: the bulk of warroom's memory.
     pub cache_bytes: u64,
+    /// `[store] url`: a PostgreSQL database instead of the sled folder.
+    pub url: Option<postgres::PgUrl>,
 }
 
 impl Default for StoreOptions {
@@ -195,6 +212,7 @@ impl Default for StoreOptions {
         StoreOptions {
             durability: Durability::Fsync,
             cache_bytes: 16 * 1024 * 1024,
+            url: None,
         }
     }
 }

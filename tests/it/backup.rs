@@ -26,7 +26,7 @@ fn restore(dir: &Path, input: &Path) -> crate::helpers::Run {
     run_plain(&["restore", "--data", s(dir), "--in", s(input)], "")
 }
 
-fn report(dir: &Path, incident: Option<&str>) -> String {
+pub fn report(dir: &Path, incident: Option<&str>) -> String {
     let mut args = vec!["report", "--data", s(dir)];
     args.extend(incident);
     let r = run_plain(&args, "");
@@ -178,15 +178,10 @@ fn a_backup_under_command_load_restores_to_the_store_after_one_of_its_commands()
     }
 }
 
-#[test]
-fn backup_then_restore_then_backup_gives_the_same_bytes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (one, two, f1, f2) = (
-        tmp.path().join("one"),
-        tmp.path().join("two"),
-        tmp.path().join("1.jsonl"),
-        tmp.path().join("2.jsonl"),
-    );
+/// A store holding every kind of record a backup carries: the seed story's first lines (an
+/// open SEV1 with its timers), a waiting message, a dead letter, front-end ids (text and
+/// binary), a drill, a shift handoff and an on-call override.
+pub fn rich_store(one: &Path) {
     // An open SEV1 with its timers, plus a waiting message, a dead letter, front-end ids
     // (text and binary) and a drill.
     let story: String = crate::helpers::story()
@@ -194,9 +189,9 @@ fn backup_then_restore_then_backup_gives_the_same_bytes() {
         .take(16)
         .collect::<Vec<_>>()
         .join("\n");
-    replay(&one, &story.lines().map(String::from).collect::<Vec<_>>());
+    replay(one, &story.lines().map(String::from).collect::<Vec<_>>());
     {
-        let store = Store::open(&one).unwrap();
+        let store = Store::open(one).unwrap();
         let msg = |id| Outgoing {
             id,
             incident: IncidentId(1),
@@ -237,6 +232,18 @@ fn backup_then_restore_then_backup_gives_the_same_bytes() {
             })
             .unwrap();
     }
+}
+
+#[test]
+fn backup_then_restore_then_backup_gives_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two, f1, f2) = (
+        tmp.path().join("one"),
+        tmp.path().join("two"),
+        tmp.path().join("1.jsonl"),
+        tmp.path().join("2.jsonl"),
+    );
+    rich_store(&one);
     let r = backup(&one, &f1);
     assert!(r.success, "{}", r.stderr);
     let r = restore(&two, &f1);

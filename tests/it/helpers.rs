@@ -243,3 +243,189 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
 }
+
+/// Where Debian's `postgresql` package puts its server programs, one folder per major version.
+const DEBIAN_PG: &str = "/usr/lib/postgresql";
+
+/// A PostgreSQL server program (`initdb`, `pg_ctl`): on `PATH`, else in Debian's versioned
+/// folder, newest version first. The same CI rule as `program`: `.ci/run` installs Debian's
+/// `postgresql`, so under CI a missing one fails; elsewhere that part is skipped, said aloud.
+pub fn pg_program(name: &str) -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    let debian = || {
+        let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(DEBIAN_PG)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs.into_iter()
+            .rev()
+            .map(|d| d.join("bin").join(name))
+            .find(|p| p.is_file())
+    };
+    match on_path.or_else(debian) {
+        Some(path) => Some(path),
+        None => {
+            if under_ci() {
+                panic!(
+                    "CI is set but the PostgreSQL program {name} is missing; .ci/run installs it (apt-get install -y postgresql)"
+                );
+            }
+            say(&format!(
+                "SKIPPING the part that needs a PostgreSQL server: {name} is not on PATH nor under {DEBIAN_PG}. Install it (apt-get install -y postgresql) to run it."
+            ));
+            None
+        }
+    }
+}
+
+/// A throwaway PostgreSQL cluster in a temporary folder, listening only on a Unix socket in
+/// that folder, with a trusted superuser `warroom`; stopped (immediately) and removed on drop.
+/// initdb refuses to run as root, so under root the server runs as `nobody`.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    pg_ctl: std::path::PathBuf,
+    as_nobody: bool,
+}
+
+impl PgCluster {
+    /// Starts one; None (said aloud) when PostgreSQL is not installed outside CI.
+    pub fn start() -> Option<PgCluster> {
+        let initdb = pg_program("initdb")?;
+        let pg_ctl = pg_program("pg_ctl")?;
+        let dir = tempfile::tempdir().expect("a temp folder for PostgreSQL");
+        // Files are made with the effective user's id: root's is 0.
+        let as_nobody = {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(dir.path())
+                .map(|m| m.uid() == 0)
+                .unwrap_or(false)
+        };
+        if as_nobody {
+            std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534))
+                .expect("give the cluster's folder to nobody");
+        }
+        let cluster = PgCluster {
+            dir,
+            pg_ctl,
+            as_nobody,
+        };
+        let data = cluster.data();
+        let out = cluster
+            .command(&initdb)
+            .args([
+                "-D",
+                &data,
+                "-U",
+                "warroom",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.pg_ctl_start();
+        Some(cluster)
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        if self.as_nobody {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// The folder its socket is in.
+    pub fn socket_dir(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    fn pg_ctl_start(&self) {
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=off -c max_connections=40",
+            self.socket_dir()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        let out = self
+            .command(&self.pg_ctl)
+            .args([
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &opts,
+            ])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server at once (like a crash), keeping its data.
+    pub fn stop(&self) {
+        let _ = self
+            .command(&self.pg_ctl)
+            .args(["stop", "-m", "immediate", "-w", "-D", &self.data()])
+            .output();
+    }
+
+    /// Starts it again after `stop`.
+    pub fn restart(&self) {
+        self.pg_ctl_start();
+    }
+
+    /// A URL for database `db` (created first unless it is `postgres`).
+    pub fn url(&self, db: &str) -> String {
+        let base = format!("postgres://warroom@/postgres?host={}", self.socket_dir());
+        if db != "postgres" {
+            let (client, rt) = self.client(&base);
+            rt.block_on(client.batch_execute(&format!("CREATE DATABASE \"{db}\"")))
+                .expect("create a database");
+        }
+        format!("postgres://warroom@/{db}?host={}", self.socket_dir())
+    }
+
+    /// A plain client on `url`, for a test to look at or change the database directly.
+    pub fn client(&self, url: &str) -> (tokio_postgres::Client, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (client, conn) = rt
+            .block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .expect("connect to the test cluster");
+        rt.spawn(conn);
+        (client, rt)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -22,6 +22,7 @@ mod layout;
 mod metrics;
 mod oncall;
 mod overnight;
+mod pg;
 mod report;
 mod roles;
 mod store;

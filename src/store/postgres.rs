@@ -1,0 +1,630 @@
+//! The PostgreSQL store: its schema (embedded, versioned migrations applied under an advisory
+//! lock), and a store's whole state in and out of it (`snapshot`, `restore`), so that a backup
+//! moves between sled and PostgreSQL in either direction.
+//!
+//! What is here is the storage half of running on PostgreSQL: the schema, its migrations, and
+//! backup and restore. Deciding commands and firing timers on PostgreSQL (the commit path and
+//! the replicas' lease) are not built yet; `warroom console` and `warroom discord` refuse a
+//! PostgreSQL URL and say so.
+//!
+//! **Schema.** Every record is kept as the JSON text its Rust type serialises to (`text`, not
+//! `jsonb`: PostgreSQL's `jsonb` refuses `\u0000`, which a hostile title may hold, and reorders
+//! keys), beside the columns that order and find it. `warroom_schema` holds the one version
+//! number; a database with a newer one than this binary knows is refused, and nothing is
+//! written to it.
+//!
+//! The client is tokio-postgres with a deadpool-postgres pool, on a runtime of the store's own,
+//! so that the store's callers stay synchronous like sled's, whether or not they run inside an
+//! async runtime.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+use super::snapshot::{Snapshot, TimerLine};
+use super::{DeadLetter, Outgoing, StoreError};
+use crate::domain::oncall::Override;
+use crate::domain::{Event, Incident, IncidentId, TimerKind, TimerSeq};
+
+/// The migrations, in order: version `n` is `MIGRATIONS[n - 1]`. Append only; never edit one
+/// that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: every tree the sled store keeps, as tables.
+    "
+    CREATE TABLE warroom_state (
+        one            boolean PRIMARY KEY DEFAULT true CHECK (one),
+        next_incident  bigint NOT NULL,
+        next_outbox_id bigint NOT NULL,
+        last_event_ms  bigint
+    );
+    INSERT INTO warroom_state (next_incident, next_outbox_id) VALUES (1, 0);
+    CREATE TABLE incidents (
+        id    bigint PRIMARY KEY,
+        open  boolean NOT NULL,
+        body  text NOT NULL
+    );
+    CREATE TABLE events (
+        incident bigint NOT NULL REFERENCES incidents (id),
+        seq      bigint NOT NULL,
+        body     text NOT NULL,
+        PRIMARY KEY (incident, seq)
+    );
+    CREATE TABLE timers (
+        incident bigint NOT NULL REFERENCES incidents (id),
+        seq      bigint NOT NULL,
+        due      timestamptz NOT NULL,
+        kind     text NOT NULL,
+        PRIMARY KEY (incident, seq)
+    );
+    CREATE INDEX timers_due ON timers (due, incident, seq);
+    CREATE TABLE outbox (
+        id    bigint PRIMARY KEY,
+        body  text NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id    bigint PRIMARY KEY,
+        body  text NOT NULL
+    );
+    CREATE TABLE adapter (
+        key   text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    CREATE TABLE deadlines (
+        kind  text NOT NULL CHECK (kind IN ('drill', 'handoff')),
+        due   timestamptz NOT NULL,
+        name  text NOT NULL,
+        PRIMARY KEY (kind, due, name)
+    );
+    CREATE TABLE alert_groups (
+        source   text NOT NULL,
+        grp      text NOT NULL,
+        incident bigint NOT NULL REFERENCES incidents (id),
+        PRIMARY KEY (source, grp)
+    );
+    CREATE TABLE oncall_overrides (
+        id    bigint PRIMARY KEY,
+        body  text NOT NULL
+    );
+    ",
+];
+
+/// The schema version this binary writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The advisory lock key that serialises migrations between processes ("warroom" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0077_6172_726f_6f6d;
+
+/// Rows per statement when loading a backup.
+const CHUNK: usize = 1000;
+
+/// A PostgreSQL URL, as `[store] url`, `--store` or `WARROOM__STORE__URL` give it. Its password
+/// is never shown: `Debug` and `shown` leave it out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// Checks that `url` is a PostgreSQL connection URL.
+    pub fn parse(url: &str) -> Result<PgUrl, String> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "expected a PostgreSQL URL like postgres://warroom@db.example/warroom (or postgres://warroom@/warroom?host=/run/postgresql for a Unix socket)"
+                    .into(),
+            );
+        }
+        url.parse::<tokio_postgres::Config>().map_err(|e| {
+            format!("this PostgreSQL URL cannot be read ({e}); write it like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+        })?;
+        Ok(PgUrl(url.to_string()))
+    }
+
+    /// Where it points, without its password: for messages and logs.
+    pub fn shown(&self) -> String {
+        let Ok(c) = self.0.parse::<tokio_postgres::Config>() else {
+            return "postgres://…".into();
+        };
+        let host = c
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = c.get_ports().first().map_or(5432, |p| *p);
+        format!(
+            "postgres://{}@{host}:{port}/{}",
+            c.get_user().unwrap_or(""),
+            c.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgUrl({})", self.shown())
+    }
+}
+
+/// A store in a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    /// Always Some until drop, which shuts it down without blocking (a caller may be async).
+    rt: Option<tokio::runtime::Runtime>,
+    target: String,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects, and brings the schema up to this binary's version (under an advisory lock, so
+    /// that replicas starting together migrate once). Refuses a newer schema.
+    pub fn connect(url: &PgUrl) -> Result<PgStore, StoreError> {
+        let target = url.shown();
+        let unavailable = |detail: String| StoreError::Postgres {
+            target: target.clone(),
+            detail,
+        };
+        let mut config: tokio_postgres::Config = url
+            .0
+            .parse()
+            .map_err(|e| unavailable(format!("the URL cannot be read: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("warroom");
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("warroom-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable(format!("cannot start its client: {e}")))?;
+        let pool = {
+            let _in = rt.enter();
+            Pool::builder(manager)
+                .max_size(4)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| unavailable(format!("cannot build its pool: {e}")))?
+        };
+        let store = PgStore {
+            pool,
+            rt: Some(rt),
+            target,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Where it is, without a password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Runs `f` on the store's runtime and waits for it, from any thread (a scoped thread of its
+    /// own, so that a caller inside another runtime does not block that runtime's driver).
+    fn run<T: Send>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        std::thread::scope(|s| {
+            s.spawn(|| match &self.rt {
+                Some(rt) => rt.block_on(f),
+                None => Err(self.error("the store is closing")),
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Sled("the PostgreSQL client panicked".into())))
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Postgres {
+            target: self.target.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Postgres {
+            target: self.target.clone(),
+            detail: format!("{what} does not read as this version's record ({e})"),
+        }
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let row = client
+                .query_one("SELECT max(version) FROM warroom_schema", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            row.try_get::<_, Option<i64>>(0)
+                .map(|v| v.unwrap_or(0))
+                .map_err(|e| self.error(e))
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(|e| self.error(e))?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS warroom_schema (version bigint PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+            let at: i64 = tx
+                .query_one("SELECT coalesce(max(version), 0) FROM warroom_schema", &[])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| self.error(e))?;
+            if at > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    target: self.target.clone(),
+                    found: at,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            for (n, sql) in MIGRATIONS.iter().enumerate() {
+                let version = i64::try_from(n).unwrap_or(i64::MAX).saturating_add(1);
+                if version <= at {
+                    continue;
+                }
+                tx.batch_execute(sql).await.map_err(|e| {
+                    self.error(format!("migration {version} failed: {e}"))
+                })?;
+                tx.execute("INSERT INTO warroom_schema (version) VALUES ($1)", &[&version])
+                    .await
+                    .map_err(|e| self.error(e))?;
+                tracing::info!(version, target = %self.target, "PostgreSQL schema migrated");
+            }
+            tx.commit().await.map_err(|e| self.error(e))
+        })
+    }
+
+    /// What the database already holds, if anything: a restore goes only into an empty store.
+    pub fn holds(&self) -> Result<Option<String>, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            holds(&client).await.map_err(|e| self.error(e))
+        })
+    }
+
+    /// The whole state at one instant (one repeatable-read, read-only transaction), in the same
+    /// order as the sled store's, so that both give the same backup file.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| self.error(e))?;
+            let q = |sql: &'static str| {
+                let tx = &tx;
+                async move { tx.query(sql, &[]).await.map_err(|e| self.error(e)) }
+            };
+            let state =
+                q("SELECT next_incident, next_outbox_id, last_event_ms FROM warroom_state").await?;
+            let state = state
+                .first()
+                .ok_or_else(|| self.error("warroom_state has no row"))?;
+            let next_incident: i64 = state.try_get(0).map_err(|e| self.error(e))?;
+            let next_outbox_id: i64 = state.try_get(1).map_err(|e| self.error(e))?;
+            let last_ms: Option<i64> = state.try_get(2).map_err(|e| self.error(e))?;
+            let mut s = Snapshot {
+                next_incident: u64::try_from(next_incident).unwrap_or(0),
+                next_outbox_id: u64::try_from(next_outbox_id).unwrap_or(0),
+                last_event_at: last_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+                ..Snapshot::default()
+            };
+            for r in q("SELECT body FROM incidents ORDER BY id").await? {
+                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                s.incidents.push(
+                    serde_json::from_str::<Incident>(&body)
+                        .map_err(|e| self.corrupt("an incident", e))?,
+                );
+            }
+            for r in q("SELECT incident, body FROM events ORDER BY incident, seq").await? {
+                let id: i64 = r.try_get(0).map_err(|e| self.error(e))?;
+                let body: String = r.try_get(1).map_err(|e| self.error(e))?;
+                let e: Event =
+                    serde_json::from_str(&body).map_err(|e| self.corrupt("an event", e))?;
+                s.events.push((incident_id(id), e));
+            }
+            let mut timers = Vec::new();
+            for r in q("SELECT due, incident, seq, kind FROM timers").await? {
+                let due: DateTime<Utc> = r.try_get(0).map_err(|e| self.error(e))?;
+                let id: i64 = r.try_get(1).map_err(|e| self.error(e))?;
+                let seq: i64 = r.try_get(2).map_err(|e| self.error(e))?;
+                let kind: String = r.try_get(3).map_err(|e| self.error(e))?;
+                timers.push(TimerLine {
+                    due,
+                    incident: incident_id(id),
+                    seq: TimerSeq(u32::try_from(seq).unwrap_or(u32::MAX)),
+                    kind: serde_json::from_str::<TimerKind>(&kind)
+                        .map_err(|e| self.corrupt("a timer", e))?,
+                });
+            }
+            // The sled index's order: deadline (to the millisecond), incident, number.
+            timers.sort_by_key(|t| (t.due.timestamp_millis(), t.incident.0, t.seq.0));
+            s.timers = timers;
+            for r in q("SELECT body FROM outbox ORDER BY id").await? {
+                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                s.outbox.push(
+                    serde_json::from_str::<Outgoing>(&body)
+                        .map_err(|e| self.corrupt("a waiting message", e))?,
+                );
+            }
+            for r in q("SELECT body FROM dead_letters ORDER BY id").await? {
+                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                s.dead.push(
+                    serde_json::from_str::<DeadLetter>(&body)
+                        .map_err(|e| self.corrupt("a dead letter", e))?,
+                );
+            }
+            for r in q("SELECT key, value FROM adapter").await? {
+                let key: String = r.try_get(0).map_err(|e| self.error(e))?;
+                let value: Vec<u8> = r.try_get(1).map_err(|e| self.error(e))?;
+                s.adapter.push((key, value));
+            }
+            // Byte order, as sled keeps keys, whatever the database's collation.
+            s.adapter.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            for r in q("SELECT kind, due, name FROM deadlines").await? {
+                let kind: String = r.try_get(0).map_err(|e| self.error(e))?;
+                let due: DateTime<Utc> = r.try_get(1).map_err(|e| self.error(e))?;
+                let name: String = r.try_get(2).map_err(|e| self.error(e))?;
+                match kind.as_str() {
+                    "drill" => s.drills.push((due, name)),
+                    _ => s.handoffs.push((due, name)),
+                }
+            }
+            let deadline_order = |a: &(DateTime<Utc>, String), b: &(DateTime<Utc>, String)| {
+                (a.0.timestamp_millis(), a.1.as_bytes())
+                    .cmp(&(b.0.timestamp_millis(), b.1.as_bytes()))
+            };
+            s.drills.sort_by(deadline_order);
+            s.handoffs.sort_by(deadline_order);
+            for r in q("SELECT source, grp, incident FROM alert_groups").await? {
+                let source: String = r.try_get(0).map_err(|e| self.error(e))?;
+                let group: String = r.try_get(1).map_err(|e| self.error(e))?;
+                let id: i64 = r.try_get(2).map_err(|e| self.error(e))?;
+                s.alert_groups.push((source, group, incident_id(id)));
+            }
+            // sled's key: source, a zero byte, group.
+            s.alert_groups.sort_by(|a, b| {
+                (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
+            });
+            for r in q("SELECT body FROM oncall_overrides ORDER BY id").await? {
+                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                s.overrides.push(
+                    serde_json::from_str::<Override>(&body)
+                        .map_err(|e| self.corrupt("an on-call override", e))?,
+                );
+            }
+            tx.commit().await.map_err(|e| self.error(e))?;
+            Ok(s)
+        })
+    }
+
+    /// Loads a backup into this empty database, in one transaction: all of it or nothing.
+    /// Refuses a database that holds anything.
+    pub fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
+        let json = |v: &dyn erased::Json| {
+            v.to_json()
+                .map_err(|e| self.error(format!("a record cannot be written: {e}")))
+        };
+        let incidents: Vec<(i64, bool, String)> = s
+            .incidents
+            .iter()
+            .map(|i| Ok((sql_id(i.id.0), i.is_open(), json(i)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let events: Vec<(i64, i64, String)> = s
+            .events
+            .iter()
+            .map(|(id, e)| Ok((sql_id(id.0), i64::from(e.seq), json(e)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let timers: Vec<(i64, i64, DateTime<Utc>, String)> = s
+            .timers
+            .iter()
+            .map(|t| {
+                Ok((
+                    sql_id(t.incident.0),
+                    i64::from(t.seq.0),
+                    t.due,
+                    json(&t.kind)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let outbox: Vec<(i64, String)> = s
+            .outbox
+            .iter()
+            .map(|o| Ok((sql_id(o.id), json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let dead: Vec<(i64, String)> = s
+            .dead
+            .iter()
+            .map(|d| Ok((sql_id(d.message.id), json(d)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let overrides: Vec<(i64, String)> = s
+            .overrides
+            .iter()
+            .map(|o| Ok((sql_id(o.id), json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+                .start()
+                .await
+                .map_err(|e| self.error(e))?;
+            // Held to the end: a second restore into the same database waits, then finds it full.
+            tx.execute("LOCK TABLE warroom_state IN EXCLUSIVE MODE", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            if let Some(held) = holds(&tx).await.map_err(|e| self.error(e))? {
+                return Err(StoreError::NotEmpty {
+                    target: self.target.clone(),
+                    holds: held,
+                });
+            }
+            let e = |e: tokio_postgres::Error| self.error(e);
+            for c in incidents.chunks(CHUNK) {
+                let (a, b, d) = unzip3(c);
+                tx.execute(
+                    "INSERT INTO incidents (id, open, body) SELECT * FROM unnest($1::bigint[], $2::boolean[], $3::text[])",
+                    &[&a, &b, &d],
+                )
+                .await
+                .map_err(e)?;
+            }
+            for c in events.chunks(CHUNK) {
+                let (a, b, d) = unzip3(c);
+                tx.execute(
+                    "INSERT INTO events (incident, seq, body) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])",
+                    &[&a, &b, &d],
+                )
+                .await
+                .map_err(e)?;
+            }
+            for c in timers.chunks(CHUNK) {
+                let a: Vec<i64> = c.iter().map(|t| t.0).collect();
+                let b: Vec<i64> = c.iter().map(|t| t.1).collect();
+                let due: Vec<DateTime<Utc>> = c.iter().map(|t| t.2).collect();
+                let k: Vec<&str> = c.iter().map(|t| t.3.as_str()).collect();
+                tx.execute(
+                    "INSERT INTO timers (incident, seq, due, kind) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[])",
+                    &[&a, &b, &due, &k],
+                )
+                .await
+                .map_err(e)?;
+            }
+            for (table, rows) in [("outbox", &outbox), ("dead_letters", &dead), ("oncall_overrides", &overrides)] {
+                let sql = format!("INSERT INTO {table} (id, body) SELECT * FROM unnest($1::bigint[], $2::text[])");
+                for c in rows.chunks(CHUNK) {
+                    let a: Vec<i64> = c.iter().map(|r| r.0).collect();
+                    let b: Vec<&str> = c.iter().map(|r| r.1.as_str()).collect();
+                    tx.execute(sql.as_str(), &[&a, &b]).await.map_err(e)?;
+                }
+            }
+            for (k, v) in &s.adapter {
+                tx.execute("INSERT INTO adapter (key, value) VALUES ($1, $2)", &[k, v])
+                    .await
+                    .map_err(e)?;
+            }
+            for (kind, rows) in [("drill", &s.drills), ("handoff", &s.handoffs)] {
+                for (due, name) in rows {
+                    tx.execute(
+                        "INSERT INTO deadlines (kind, due, name) VALUES ($1, $2, $3)",
+                        &[&kind, due, name],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+            }
+            for (source, group, id) in &s.alert_groups {
+                tx.execute(
+                    "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)",
+                    &[source, group, &sql_id(id.0)],
+                )
+                .await
+                .map_err(e)?;
+            }
+            let last_ms = s.last_event_at.map(|t| t.timestamp_millis());
+            tx.execute(
+                "UPDATE warroom_state SET next_incident = $1, next_outbox_id = $2, last_event_ms = $3",
+                &[&sql_id(s.next_incident), &sql_id(s.next_outbox_id), &last_ms],
+            )
+            .await
+            .map_err(e)?;
+            tx.commit().await.map_err(e)
+        })
+    }
+}
+
+/// Serialising any record to its JSON text, for `restore`'s one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Result<String, serde_json::Error>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<String, serde_json::Error> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+/// What a database holds, as `holds` says it.
+async fn holds(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM incidents), (SELECT count(*) FROM timers),
+                    (SELECT count(*) FROM outbox), (SELECT count(*) FROM dead_letters),
+                    (SELECT count(*) FROM adapter), (SELECT count(*) FROM deadlines WHERE kind = 'drill'),
+                    (SELECT count(*) FROM alert_groups), (SELECT count(*) FROM deadlines WHERE kind = 'handoff'),
+                    (SELECT count(*) FROM oncall_overrides), (SELECT count(*) FROM events)",
+            &[],
+        )
+        .await?;
+    let names = [
+        "incident(s)",
+        "pending timer(s)",
+        "waiting message(s)",
+        "dead letter(s)",
+        "front-end id(s)",
+        "drill(s)",
+        "alert group(s)",
+        "shift handoff(s)",
+        "on-call override(s)",
+        "timeline event(s)",
+    ];
+    let mut held = Vec::new();
+    for (i, what) in names.iter().enumerate() {
+        let n: i64 = row.try_get(i)?;
+        if n > 0 {
+            held.push(format!("{n} {what}"));
+        }
+    }
+    Ok((!held.is_empty()).then(|| held.join(", ")))
+}
+
+fn unzip3<A: Clone, B: Clone>(rows: &[(i64, A, B)]) -> (Vec<i64>, Vec<A>, Vec<B>) {
+    let a = rows.iter().map(|r| r.0).collect();
+    let b = rows.iter().map(|r| r.1.clone()).collect();
+    let c = rows.iter().map(|r| r.2.clone()).collect();
+    (a, b, c)
+}
+
+/// Ids are unsigned in Rust and `bigint` in PostgreSQL; no id reaches 2⁶³.
+fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+fn incident_id(id: i64) -> IncidentId {
+    IncidentId(u64::try_from(id).unwrap_or(0))
+}
