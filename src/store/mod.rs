@@ -70,6 +70,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// A fired timer another transaction holds or has already taken: nothing was committed.
+    #[error(
+        "timer {seq} of {incident} was claimed by another process; nothing of this batch was kept"
+    )]
+    Claimed { incident: IncidentId, seq: u32 },
     /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
     #[error(
         "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"
@@ -214,5 +219,113 @@ impl Default for StoreOptions {
             cache_bytes: 16 * 1024 * 1024,
             url: None,
         }
+    }
+}
+
+/// The store's interface, as both backends offer it: the sled folder (`Store`) and PostgreSQL
+/// (`postgres::PgStore`). One contract suite (`tests/it/contract.rs`) runs against both. `App`
+/// still holds the sled `Store` itself; moving it onto this trait is the next step of running
+/// on PostgreSQL.
+pub trait Backend {
+    /// "sled" or "postgres", for messages and test names.
+    fn kind(&self) -> &'static str;
+    /// The id the next opened incident gets.
+    fn next_incident_id(&self) -> Result<IncidentId, StoreError>;
+    /// A fresh outbox id, above every one handed out before.
+    fn outbox_id(&self) -> Result<u64, StoreError>;
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// One incident's timeline, in order.
+    fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError>;
+    /// The messages waiting for delivery, in outbox order.
+    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError>;
+    /// The earliest pending timers due at or before `now`, at most `limit`, in deadline order.
+    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError>;
+    fn pending_timers(&self) -> Result<usize, StoreError>;
+    /// Applies the decisions as one atomic unit and returns once it is durable.
+    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError>;
+    /// The whole state at one instant.
+    fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError>;
+    /// Loads a backup into this empty store; refuses one that holds anything.
+    fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError>;
+    /// What it holds, if anything.
+    fn holds(&self) -> Result<Option<String>, StoreError>;
+}
+
+impl Backend for Store {
+    fn kind(&self) -> &'static str {
+        "sled"
+    }
+    fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+        Store::next_incident_id(self)
+    }
+    fn outbox_id(&self) -> Result<u64, StoreError> {
+        Store::outbox_id(self)
+    }
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        Store::incident(self, id)
+    }
+    fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        Store::events(self, id)
+    }
+    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
+        Store::outbox(self)
+    }
+    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        Store::due_timers(self, now, limit)
+    }
+    fn pending_timers(&self) -> Result<usize, StoreError> {
+        Ok(Store::pending_timers(self))
+    }
+    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        self.commit_all(commits)?;
+        self.make_all_durable()
+    }
+    fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError> {
+        Store::snapshot(self)
+    }
+    fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError> {
+        Store::restore(self, s)
+    }
+    fn holds(&self) -> Result<Option<String>, StoreError> {
+        Ok(Store::holds(self))
+    }
+}
+
+impl Backend for postgres::PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+    fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+        postgres::PgStore::next_incident_id(self)
+    }
+    fn outbox_id(&self) -> Result<u64, StoreError> {
+        postgres::PgStore::outbox_id(self)
+    }
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        postgres::PgStore::incident(self, id)
+    }
+    fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        postgres::PgStore::events(self, id)
+    }
+    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
+        postgres::PgStore::outbox(self)
+    }
+    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        postgres::PgStore::due_timers(self, now, limit)
+    }
+    fn pending_timers(&self) -> Result<usize, StoreError> {
+        postgres::PgStore::pending_timers(self)
+    }
+    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        self.commit_all(commits)
+    }
+    fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError> {
+        postgres::PgStore::snapshot(self)
+    }
+    fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError> {
+        postgres::PgStore::restore(self, s)
+    }
+    fn holds(&self) -> Result<Option<String>, StoreError> {
+        postgres::PgStore::holds(self)
     }
 }

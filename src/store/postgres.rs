@@ -88,6 +88,8 @@ const MIGRATIONS: &[&str] = &[
         body  text NOT NULL
     );
     ",
+    // 2: outbox ids from the database, so that replicas never hand out the same one.
+    "CREATE SEQUENCE outbox_ids MINVALUE 0 START 0;",
 ];
 
 /// The schema version this binary writes and reads.
@@ -340,6 +342,15 @@ impl PgStore {
                 last_event_at: last_ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
                 ..Snapshot::default()
             };
+            // The first id no message has used: above every id waiting or dead, and above
+            // every id the sequence handed out (delivered messages' included).
+            let used = q("SELECT greatest(
+                    (SELECT max(id) + 1 FROM outbox), (SELECT max(id) + 1 FROM dead_letters),
+                    (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM outbox_ids))")
+                .await?;
+            if let Some(Ok(Some(n))) = used.first().map(|r| r.try_get::<_, Option<i64>>(0)) {
+                s.next_outbox_id = s.next_outbox_id.max(u64::try_from(n).unwrap_or(0));
+            }
             for r in q("SELECT body FROM incidents ORDER BY id").await? {
                 let body: String = r.try_get(0).map_err(|e| self.error(e))?;
                 s.incidents.push(
@@ -553,6 +564,12 @@ impl PgStore {
                 .await
                 .map_err(e)?;
             }
+            tx.execute(
+                "SELECT setval('outbox_ids', $1, false)",
+                &[&sql_id(s.next_outbox_id)],
+            )
+            .await
+            .map_err(e)?;
             let last_ms = s.last_event_at.map(|t| t.timestamp_millis());
             tx.execute(
                 "UPDATE warroom_state SET next_incident = $1, next_outbox_id = $2, last_event_ms = $3",
@@ -627,4 +644,313 @@ fn sql_id(id: u64) -> i64 {
 
 fn incident_id(id: i64) -> IncidentId {
     IncidentId(u64::try_from(id).unwrap_or(0))
+}
+
+/// The commit path: the same contract as the sled store's (`store` module), in PostgreSQL
+/// transactions. Not yet driven by `App`; the contract suite (`tests/it/contract.rs`) runs it.
+impl PgStore {
+    /// The id the next opened incident gets.
+    pub fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let row = client
+                .query_one("SELECT next_incident FROM warroom_state", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(incident_id(row.try_get(0).map_err(|e| self.error(e))?))
+        })
+    }
+
+    /// A fresh outbox id, from the database's sequence: unique across replicas, increasing.
+    pub fn outbox_id(&self) -> Result<u64, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let row = client
+                .query_one("SELECT nextval('outbox_ids')", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            let n: i64 = row.try_get(0).map_err(|e| self.error(e))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let row = client
+                .query_opt("SELECT body FROM incidents WHERE id = $1", &[&sql_id(id.0)])
+                .await
+                .map_err(|e| self.error(e))?;
+            match row {
+                None => Ok(None),
+                Some(r) => {
+                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                    serde_json::from_str(&body)
+                        .map(Some)
+                        .map_err(|e| self.corrupt("an incident", e))
+                }
+            }
+        })
+    }
+
+    /// The timeline of one incident, in order.
+    pub fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let rows = client
+                .query(
+                    "SELECT body FROM events WHERE incident = $1 ORDER BY seq",
+                    &[&sql_id(id.0)],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            rows.iter()
+                .map(|r| {
+                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                    serde_json::from_str(&body).map_err(|e| self.corrupt("an event", e))
+                })
+                .collect()
+        })
+    }
+
+    /// The messages waiting for delivery, in outbox order.
+    pub fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let rows = client
+                .query("SELECT body FROM outbox ORDER BY id", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            rows.iter()
+                .map(|r| {
+                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
+                    serde_json::from_str(&body).map_err(|e| self.corrupt("a waiting message", e))
+                })
+                .collect()
+        })
+    }
+
+    /// The earliest pending timers due at or before `now`, at most `limit`, in deadline order.
+    /// Listing claims nothing: the commit that fires one claims it.
+    pub fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<super::DueTimer>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let rows = client
+                .query(
+                    "SELECT due, incident, seq FROM timers WHERE due <= $1 ORDER BY due, incident, seq LIMIT $2",
+                    &[&now, &limit],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            rows.iter()
+                .map(|r| {
+                    let due: DateTime<Utc> = r.try_get(0).map_err(|e| self.error(e))?;
+                    let incident = incident_id(r.try_get(1).map_err(|e| self.error(e))?);
+                    let seq: i64 = r.try_get(2).map_err(|e| self.error(e))?;
+                    let seq = TimerSeq(u32::try_from(seq).unwrap_or(u32::MAX));
+                    Ok(super::DueTimer {
+                        due,
+                        incident,
+                        seq,
+                        key: super::sled::timer_key(due, incident, seq),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// How many timers are pending.
+    pub fn pending_timers(&self) -> Result<usize, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let n: i64 = client
+                .query_one("SELECT count(*) FROM timers", &[])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| self.error(e))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// Applies several decisions, in order, as one transaction: all of them or none. A fired
+    /// timer is claimed here (`FOR UPDATE SKIP LOCKED`) in the transaction that queues its
+    /// messages; if another transaction holds or has taken it, nothing of the batch is kept
+    /// and the error says the timer was claimed elsewhere. Committed means durable: PostgreSQL
+    /// syncs its log at commit (with its default `synchronous_commit`).
+    pub fn commit_all(&self, commits: &[super::Commit]) -> Result<(), StoreError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        struct Row {
+            id: i64,
+            open: bool,
+            body: String,
+            group_put: Option<(String, String)>,
+            group_del: Option<(String, String)>,
+            events: Vec<(i64, String)>,
+            consumed: Option<i64>,
+            removed: Vec<i64>,
+            added: Vec<(i64, DateTime<Utc>, String)>,
+            outbox: Vec<(i64, String)>,
+            new: bool,
+        }
+        let json = |v: &dyn erased::Json| {
+            v.to_json()
+                .map_err(|e| self.error(format!("a record cannot be written: {e}")))
+        };
+        let mut rows = Vec::with_capacity(commits.len());
+        let mut latest: Option<i64> = None;
+        for c in commits {
+            let old = c.before.map_or(&[][..], |b| b.timers.as_slice());
+            let group = c
+                .after
+                .alert
+                .as_ref()
+                .map(|l| (l.source.clone(), l.group.clone()));
+            let (group_put, group_del) = match group {
+                Some(g) if c.after.is_open() => (Some(g), None),
+                other => (None, other),
+            };
+            for e in c.events {
+                let ms = e.at.timestamp_millis();
+                latest = Some(latest.map_or(ms, |l| l.max(ms)));
+            }
+            rows.push(Row {
+                id: sql_id(c.after.id.0),
+                open: c.after.is_open(),
+                body: json(c.after)?,
+                group_put,
+                group_del,
+                events: c
+                    .events
+                    .iter()
+                    .map(|e| Ok((i64::from(e.seq), json(e)?)))
+                    .collect::<Result<_, StoreError>>()?,
+                consumed: c.consumed.map(|t| i64::from(t.seq.0)),
+                removed: old
+                    .iter()
+                    .filter(|t| !c.after.timers.iter().any(|n| n.seq == t.seq))
+                    .map(|t| i64::from(t.seq.0))
+                    .collect(),
+                added: c
+                    .after
+                    .timers
+                    .iter()
+                    .filter(|t| !old.iter().any(|o| o.seq == t.seq))
+                    .map(|t| Ok((i64::from(t.seq.0), t.due, json(&t.kind)?)))
+                    .collect::<Result<_, StoreError>>()?,
+                outbox: c
+                    .outbox
+                    .iter()
+                    .map(|o| Ok((sql_id(o.id), json(o)?)))
+                    .collect::<Result<_, StoreError>>()?,
+                new: c.before.is_none(),
+            });
+        }
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            let e = |e: tokio_postgres::Error| self.error(e);
+            for r in &rows {
+                if let Some(seq) = r.consumed {
+                    let claimed = tx
+                        .execute(
+                            "DELETE FROM timers WHERE (incident, seq) IN
+                               (SELECT incident, seq FROM timers WHERE incident = $1 AND seq = $2
+                                FOR UPDATE SKIP LOCKED)",
+                            &[&r.id, &seq],
+                        )
+                        .await
+                        .map_err(e)?;
+                    if claimed == 0 {
+                        return Err(StoreError::Claimed {
+                            incident: IncidentId(u64::try_from(r.id).unwrap_or(0)),
+                            seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                        });
+                    }
+                }
+                if r.new {
+                    tx.execute(
+                        "INSERT INTO incidents (id, open, body) VALUES ($1, $2, $3)",
+                        &[&r.id, &r.open, &r.body],
+                    )
+                    .await
+                    .map_err(e)?;
+                    tx.execute(
+                        "UPDATE warroom_state SET next_incident = greatest(next_incident, $1::bigint + 1)",
+                        &[&r.id],
+                    )
+                    .await
+                    .map_err(e)?;
+                } else {
+                    tx.execute(
+                        "UPDATE incidents SET open = $2, body = $3 WHERE id = $1",
+                        &[&r.id, &r.open, &r.body],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                if let Some((source, group)) = &r.group_put {
+                    tx.execute(
+                        "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)
+                         ON CONFLICT (source, grp) DO UPDATE SET incident = excluded.incident",
+                        &[source, group, &r.id],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                if let Some((source, group)) = &r.group_del {
+                    tx.execute(
+                        "DELETE FROM alert_groups WHERE source = $1 AND grp = $2 AND incident = $3",
+                        &[source, group, &r.id],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                for (seq, body) in &r.events {
+                    tx.execute(
+                        "INSERT INTO events (incident, seq, body) VALUES ($1, $2, $3)",
+                        &[&r.id, seq, body],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                if !r.removed.is_empty() {
+                    tx.execute(
+                        "DELETE FROM timers WHERE incident = $1 AND seq = ANY($2)",
+                        &[&r.id, &r.removed],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                for (seq, due, kind) in &r.added {
+                    tx.execute(
+                        "INSERT INTO timers (incident, seq, due, kind) VALUES ($1, $2, $3, $4)",
+                        &[&r.id, seq, due, kind],
+                    )
+                    .await
+                    .map_err(e)?;
+                }
+                for (id, body) in &r.outbox {
+                    tx.execute("INSERT INTO outbox (id, body) VALUES ($1, $2)", &[id, body])
+                        .await
+                        .map_err(e)?;
+                }
+            }
+            if let Some(ms) = latest {
+                tx.execute(
+                    "UPDATE warroom_state SET last_event_ms = greatest(coalesce(last_event_ms, $1::bigint), $1::bigint)",
+                    &[&ms],
+                )
+                .await
+                .map_err(e)?;
+            }
+            tx.commit().await.map_err(e)
+        })
+    }
 }

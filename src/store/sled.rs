@@ -224,7 +224,7 @@ pub(super) fn deadlines(tree: &sled::Tree) -> Result<Vec<(DateTime<Utc>, String)
     Ok(out)
 }
 
-fn timer_key(due: DateTime<Utc>, id: IncidentId, seq: TimerSeq) -> Vec<u8> {
+pub(super) fn timer_key(due: DateTime<Utc>, id: IncidentId, seq: TimerSeq) -> Vec<u8> {
     let mut k = Vec::with_capacity(20);
     k.extend_from_slice(&millis_key(due));
     k.extend_from_slice(&id.0.to_be_bytes());

@@ -8,6 +8,7 @@ mod bench;
 mod board;
 mod browser;
 mod console_story;
+mod contract;
 mod crash;
 mod damage;
 mod delivery;
