@@ -75,6 +75,11 @@ pub enum StoreError {
         "timer {seq} of {incident} was claimed by another process; nothing of this batch was kept"
     )]
     Claimed { incident: IncidentId, seq: u32 },
+    /// This replica's lease term is no longer the database's: another took over.
+    #[error(
+        "this replica was deposed: its lease term {term} is no longer current (the lease is at term {current}); nothing was committed or sent"
+    )]
+    Deposed { term: i64, current: i64 },
     /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
     #[error(
         "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"

@@ -90,6 +90,13 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 2: outbox ids from the database, so that replicas never hand out the same one.
     "CREATE SEQUENCE outbox_ids MINVALUE 0 START 0;",
+    // 3: the active replica's lease and its fencing term.
+    "CREATE TABLE warroom_lease (
+        one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+        holder  text NOT NULL,
+        term    bigint NOT NULL,
+        expires timestamptz NOT NULL
+    );",
 ];
 
 /// The schema version this binary writes and reads.
@@ -783,6 +790,17 @@ impl PgStore {
     /// and the error says the timer was claimed elsewhere. Committed means durable: PostgreSQL
     /// syncs its log at commit (with its default `synchronous_commit`).
     pub fn commit_all(&self, commits: &[super::Commit]) -> Result<(), StoreError> {
+        self.commit_fenced(commits, None)
+    }
+
+    /// `commit_all`, by the holder of lease `term`: the term is checked inside the transaction
+    /// (the lease row held `FOR SHARE`, so a takeover waits for this commit), and a replica
+    /// that has been deposed commits nothing (`StoreError::Deposed`).
+    pub fn commit_fenced(
+        &self,
+        commits: &[super::Commit],
+        term: Option<i64>,
+    ) -> Result<(), StoreError> {
         if commits.is_empty() {
             return Ok(());
         }
@@ -855,6 +873,9 @@ impl PgStore {
         self.run(async {
             let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
             let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            if let Some(term) = term {
+                self.check_term(&tx, term).await?;
+            }
             let e = |e: tokio_postgres::Error| self.error(e);
             for r in &rows {
                 if let Some(seq) = r.consumed {
@@ -952,5 +973,140 @@ impl PgStore {
             }
             tx.commit().await.map_err(e)
         })
+    }
+}
+
+/// A replica's hold on the active role: its fencing term, and until when it holds it unless
+/// renewed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub term: i64,
+    pub expires: DateTime<Utc>,
+}
+
+/// The lease: one row, taken over only once it has expired, each takeover with a new term.
+/// Expiry is judged by the caller's clock (`Clock`), so replicas with skewed clocks may
+/// disagree on when a lease lapsed; safety does not depend on it, since every fenced commit
+/// and delivery checks the term inside its own transaction.
+impl PgStore {
+    /// Takes the lease for `holder` if it is free, expired, or already `holder`'s (then it is
+    /// renewed with the same term). Returns None while another holds it.
+    pub fn try_acquire(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let expires = chrono::TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .ok_or_else(|| self.error("the lease would end beyond representable time"))?;
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            let e = |e: tokio_postgres::Error| self.error(e);
+            // Serialises acquirers, also before the first row exists.
+            tx.execute("LOCK TABLE warroom_lease IN SHARE ROW EXCLUSIVE MODE", &[])
+                .await
+                .map_err(e)?;
+            let row = tx
+                .query_opt("SELECT holder, term, expires FROM warroom_lease", &[])
+                .await
+                .map_err(e)?;
+            let term = match row {
+                None => 1,
+                Some(r) => {
+                    let (h, t, until): (String, i64, DateTime<Utc>) = (
+                        r.try_get(0).map_err(e)?,
+                        r.try_get(1).map_err(e)?,
+                        r.try_get(2).map_err(e)?,
+                    );
+                    if h == holder && until > now {
+                        t
+                    } else if until > now {
+                        return Ok(None);
+                    } else {
+                        t.saturating_add(1)
+                    }
+                }
+            };
+            tx.execute(
+                "INSERT INTO warroom_lease (holder, term, expires) VALUES ($1, $2, $3)
+                 ON CONFLICT (one) DO UPDATE SET holder = excluded.holder, term = excluded.term, expires = excluded.expires",
+                &[&holder, &term, &expires],
+            )
+            .await
+            .map_err(e)?;
+            tx.commit().await.map_err(e)?;
+            Ok(Some(Lease {
+                holder: holder.to_string(),
+                term,
+                expires,
+            }))
+        })
+    }
+
+    /// The lease as the database holds it now.
+    pub fn lease(&self) -> Result<Option<Lease>, StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let row = client
+                .query_opt("SELECT holder, term, expires FROM warroom_lease", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            row.map(|r| {
+                Ok(Lease {
+                    holder: r.try_get(0).map_err(|e| self.error(e))?,
+                    term: r.try_get(1).map_err(|e| self.error(e))?,
+                    expires: r.try_get(2).map_err(|e| self.error(e))?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Marks outbox message `id` delivered, by the holder of `term`: refused (and the message
+    /// kept) once that replica has been deposed.
+    pub fn delivered_fenced(&self, id: u64, term: i64) -> Result<(), StoreError> {
+        self.run(async {
+            let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            self.check_term(&tx, term).await?;
+            tx.execute("DELETE FROM outbox WHERE id = $1", &[&sql_id(id)])
+                .await
+                .map_err(|e| self.error(e))?;
+            tx.commit().await.map_err(|e| self.error(e))
+        })
+    }
+
+    /// Whether `term` is still the lease's: a replica asks before each send.
+    pub fn holds_term(&self, term: i64) -> Result<bool, StoreError> {
+        Ok(self.lease()?.is_some_and(|l| l.term == term))
+    }
+
+    /// Fails with `Deposed` unless `term` is the lease's; holds the row `FOR SHARE` to the end
+    /// of `tx`, so that no takeover commits in between.
+    async fn check_term(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        term: i64,
+    ) -> Result<(), StoreError> {
+        let row = tx
+            .query_opt("SELECT term FROM warroom_lease FOR SHARE", &[])
+            .await
+            .map_err(|e| self.error(e))?;
+        let now: Option<i64> = row
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| self.error(e))?;
+        if now == Some(term) {
+            Ok(())
+        } else {
+            Err(StoreError::Deposed {
+                term,
+                current: now.unwrap_or(0),
+            })
+        }
     }
 }

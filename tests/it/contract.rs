@@ -275,3 +275,147 @@ fn on_postgres_a_due_timer_is_claimed_by_exactly_one_of_two_racing_commits() {
         "the claimed timer is still pending"
     );
 }
+
+#[test]
+fn on_postgres_a_deposed_replica_commits_and_delivers_nothing() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let store = pg(&cluster, "lease");
+    let ttl = std::time::Duration::from_secs(10);
+    let t0 = at(START);
+    let a = store
+        .try_acquire("replica-a", t0, ttl)
+        .unwrap()
+        .expect("a free lease");
+    assert_eq!(a.term, 1);
+    // Held: the other waits; the holder renews with the same term.
+    assert_eq!(
+        store
+            .try_acquire("replica-b", t0 + TimeDelta::seconds(5), ttl)
+            .unwrap(),
+        None
+    );
+    let renewed = store
+        .try_acquire("replica-a", t0 + TimeDelta::seconds(5), ttl)
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.term, 1);
+    // A keeps working while it holds the lease: it opens an incident and queues a message.
+    let config = Config::builtin().unwrap();
+    let ctx = Ctx {
+        now: t0,
+        policy: &config.policy,
+        overrides: &[],
+    };
+    let alice = engine::Actor {
+        user: UserName::new("alice"),
+        roles: config.policy.roster.roles_of(&UserName::new("alice")),
+    };
+    let open = |id| {
+        engine::open(
+            &ctx,
+            &alice,
+            IncidentId(id),
+            "Mail is down",
+            Severity::Sev1,
+            "mail",
+            Exercise::Real,
+        )
+        .unwrap()
+    };
+    let d1 = open(1);
+    let msgs: Vec<Outgoing> = d1
+        .messages
+        .iter()
+        .map(|m| {
+            Outgoing::new(
+                store.outbox_id().unwrap(),
+                IncidentId(1),
+                "inc-1",
+                m.clone(),
+            )
+        })
+        .collect();
+    type Parts = Vec<(Incident, Vec<warroom::domain::Event>, Vec<Outgoing>)>;
+    fn commits(p: &Parts) -> Vec<Commit<'_>> {
+        p.iter()
+            .map(|(i, e, o)| Commit {
+                before: None,
+                after: i,
+                events: e,
+                outbox: o,
+                consumed: None,
+            })
+            .collect()
+    }
+    let c = |d: &Decision, out: &[Outgoing]| -> Parts {
+        vec![(d.incident.clone(), d.events.clone(), out.to_vec())]
+    };
+    let parts = c(&d1, &msgs);
+    store.commit_fenced(&commits(&parts), Some(1)).unwrap();
+    // A pauses past its lease; B takes over with a new term.
+    let b = store
+        .try_acquire("replica-b", t0 + TimeDelta::seconds(16), ttl)
+        .unwrap()
+        .expect("an expired lease is taken over");
+    assert_eq!(b.term, 2);
+    assert!(!store.holds_term(1).unwrap() && store.holds_term(2).unwrap());
+    // A resumes: its renewal fails, and everything it tries with term 1 is refused whole.
+    assert_eq!(
+        store
+            .try_acquire("replica-a", t0 + TimeDelta::seconds(17), ttl)
+            .unwrap(),
+        None
+    );
+    let before = snapshot::encode(&store.snapshot().unwrap()).unwrap();
+    let d2 = open(2);
+    let late = c(&d2, &[]);
+    let refused = store.commit_fenced(&commits(&late), Some(1)).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Deposed {
+                term: 1,
+                current: 2
+            }
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("deposed"), "{refused}");
+    let first = msgs.first().expect("the open queues messages").id;
+    let refused = store.delivered_fenced(first, 1).unwrap_err();
+    assert!(matches!(refused, StoreError::Deposed { .. }), "{refused}");
+    assert_eq!(
+        snapshot::encode(&store.snapshot().unwrap()).unwrap(),
+        before,
+        "the deposed replica changed something"
+    );
+    // B, the active one, commits and delivers.
+    store.commit_fenced(&commits(&late), Some(2)).unwrap();
+    store.delivered_fenced(first, 2).unwrap();
+    assert!(store.incident(IncidentId(2)).unwrap().is_some());
+    assert!(!store.outbox().unwrap().iter().any(|o| o.id == first));
+}
+
+#[test]
+fn on_postgres_two_replicas_starting_together_get_one_lease() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let store = std::sync::Arc::new(pg(&cluster, "race"));
+    let ttl = std::time::Duration::from_secs(10);
+    let got: Vec<_> = std::thread::scope(|s| {
+        let h: Vec<_> = ["replica-a", "replica-b", "replica-c"]
+            .into_iter()
+            .map(|name| {
+                let store = store.clone();
+                s.spawn(move || store.try_acquire(name, at(START), ttl).unwrap())
+            })
+            .collect();
+        h.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = got.iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "{got:?}");
+    assert_eq!(store.lease().unwrap().as_ref(), winners.first().copied());
+}
