@@ -24,8 +24,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::snapshot::{Snapshot, TimerLine};
-use super::{DeadLetter, Outgoing, StoreError};
-use crate::domain::oncall::Override;
+use super::{Outgoing, StoreError};
 use crate::domain::{Event, Incident, IncidentId, TimerKind, TimerSeq};
 
 /// The migrations, in order: version `n` is `MIGRATIONS[n - 1]`. Append only; never edit one
@@ -256,6 +255,26 @@ impl PgStore {
         }
     }
 
+    /// Column `col` of `row`: a record's JSON text, decoded.
+    fn body<T: serde::de::DeserializeOwned>(
+        &self,
+        row: &tokio_postgres::Row,
+        col: usize,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        let text: String = row.try_get(col).map_err(|e| self.error(e))?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(what, e))
+    }
+
+    /// Every row's column 0, decoded.
+    fn bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        rows: &[tokio_postgres::Row],
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        rows.iter().map(|r| self.body(r, 0, what)).collect()
+    }
+
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.run(async {
@@ -358,19 +377,10 @@ impl PgStore {
             if let Some(Ok(Some(n))) = used.first().map(|r| r.try_get::<_, Option<i64>>(0)) {
                 s.next_outbox_id = s.next_outbox_id.max(u64::try_from(n).unwrap_or(0));
             }
-            for r in q("SELECT body FROM incidents ORDER BY id").await? {
-                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                s.incidents.push(
-                    serde_json::from_str::<Incident>(&body)
-                        .map_err(|e| self.corrupt("an incident", e))?,
-                );
-            }
+            s.incidents = self.bodies(&q("SELECT body FROM incidents ORDER BY id").await?, "an incident")?;
             for r in q("SELECT incident, body FROM events ORDER BY incident, seq").await? {
                 let id: i64 = r.try_get(0).map_err(|e| self.error(e))?;
-                let body: String = r.try_get(1).map_err(|e| self.error(e))?;
-                let e: Event =
-                    serde_json::from_str(&body).map_err(|e| self.corrupt("an event", e))?;
-                s.events.push((incident_id(id), e));
+                s.events.push((incident_id(id), self.body(&r, 1, "an event")?));
             }
             let mut timers = Vec::new();
             for r in q("SELECT due, incident, seq, kind FROM timers").await? {
@@ -389,20 +399,8 @@ impl PgStore {
             // The sled index's order: deadline (to the millisecond), incident, number.
             timers.sort_by_key(|t| (t.due.timestamp_millis(), t.incident.0, t.seq.0));
             s.timers = timers;
-            for r in q("SELECT body FROM outbox ORDER BY id").await? {
-                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                s.outbox.push(
-                    serde_json::from_str::<Outgoing>(&body)
-                        .map_err(|e| self.corrupt("a waiting message", e))?,
-                );
-            }
-            for r in q("SELECT body FROM dead_letters ORDER BY id").await? {
-                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                s.dead.push(
-                    serde_json::from_str::<DeadLetter>(&body)
-                        .map_err(|e| self.corrupt("a dead letter", e))?,
-                );
-            }
+            s.outbox = self.bodies(&q("SELECT body FROM outbox ORDER BY id").await?, "a waiting message")?;
+            s.dead = self.bodies(&q("SELECT body FROM dead_letters ORDER BY id").await?, "a dead letter")?;
             for r in q("SELECT key, value FROM adapter").await? {
                 let key: String = r.try_get(0).map_err(|e| self.error(e))?;
                 let value: Vec<u8> = r.try_get(1).map_err(|e| self.error(e))?;
@@ -435,13 +433,7 @@ impl PgStore {
             s.alert_groups.sort_by(|a, b| {
                 (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()))
             });
-            for r in q("SELECT body FROM oncall_overrides ORDER BY id").await? {
-                let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                s.overrides.push(
-                    serde_json::from_str::<Override>(&body)
-                        .map_err(|e| self.corrupt("an on-call override", e))?,
-                );
-            }
+            s.overrides = self.bodies(&q("SELECT body FROM oncall_overrides ORDER BY id").await?, "an on-call override")?;
             tx.commit().await.map_err(|e| self.error(e))?;
             Ok(s)
         })
@@ -690,12 +682,7 @@ impl PgStore {
                 .map_err(|e| self.error(e))?;
             match row {
                 None => Ok(None),
-                Some(r) => {
-                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                    serde_json::from_str(&body)
-                        .map(Some)
-                        .map_err(|e| self.corrupt("an incident", e))
-                }
+                Some(r) => self.body(&r, 0, "an incident").map(Some),
             }
         })
     }
@@ -711,12 +698,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(|e| self.error(e))?;
-            rows.iter()
-                .map(|r| {
-                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                    serde_json::from_str(&body).map_err(|e| self.corrupt("an event", e))
-                })
-                .collect()
+            self.bodies(&rows, "an event")
         })
     }
 
@@ -728,12 +710,7 @@ impl PgStore {
                 .query("SELECT body FROM outbox ORDER BY id", &[])
                 .await
                 .map_err(|e| self.error(e))?;
-            rows.iter()
-                .map(|r| {
-                    let body: String = r.try_get(0).map_err(|e| self.error(e))?;
-                    serde_json::from_str(&body).map_err(|e| self.corrupt("a waiting message", e))
-                })
-                .collect()
+            self.bodies(&rows, "a waiting message")
         })
     }
 
