@@ -121,6 +121,10 @@ enum Cmd {
         /// --memory 10000 --delivery 3 --board 1000.
         #[arg(long)]
         all: bool,
+        /// Also run the store section: the same decisions on a sled folder and on this
+        /// (empty) PostgreSQL database, side by side.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: BenchFormat,
         /// Internal: the memory section's child process.
@@ -294,10 +298,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mut delivery,
             mut board,
             all,
+            store,
             format,
             memory_child,
             dir,
         } => {
+            let store = pg_url(store, &cfg)?;
             if let (Some(n), Some(dir)) = (memory_child, dir) {
                 println!("{}", warroom::bench::memory_child(&dir, n)?);
                 return Ok(());
@@ -311,13 +317,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
             let mut report = warroom::bench::Report::new();
-            let sections: [(&str, bool); 6] = [
+            let sections: [(&str, bool); 7] = [
                 ("commands", true),
                 ("lateness", lateness > 0),
                 ("restart", timers > 0),
                 ("memory", memory > 0),
                 ("delivery", delivery > 0),
                 ("board", board > 0),
+                ("stores", store.is_some()),
             ];
             for (name, wanted) in sections {
                 if !wanted {
@@ -333,6 +340,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "restart" => warroom::bench::restart(&sub, timers),
                     "memory" => warroom::bench::rss(&sub, memory),
                     "board" => warroom::bench::board(&sub, board),
+                    "stores" => match &store {
+                        Some(url) => warroom::bench::stores(&sub, url, rounds),
+                        None => Ok(Vec::new()),
+                    },
                     _ => warroom::bench::delivery(&sub, delivery).await,
                 };
                 let _ = std::fs::remove_dir_all(&sub);

@@ -5,12 +5,14 @@
 //! Sections: `commands` (durable latency and throughput), `timers` (restart and firing cost,
 //! timer lateness on the real clock), `memory` (peak RSS with open incidents, in a child
 //! process), `delivery` (the courier under faults), `board` (the incident board's index page
-//! of many open incidents). Output: text, JSON or a Markdown table.
+//! of many open incidents), `stores` (with `--store URL`: the same decisions on sled and on
+//! PostgreSQL, side by side). Output: text, JSON or a Markdown table.
 
 mod board;
 mod commands;
 mod delivery;
 mod memory;
+mod stores;
 mod timers;
 
 use std::time::Duration;
@@ -21,6 +23,7 @@ pub use board::board;
 pub use commands::run as commands;
 pub use delivery::delivery;
 pub use memory::{child as memory_child, rss};
+pub use stores::stores;
 pub use timers::{lateness, restart};
 
 /// One measured figure.

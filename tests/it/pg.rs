@@ -257,3 +257,53 @@ fn postgres_urls_are_checked_and_their_passwords_never_shown() {
         "the console made a folder anyway"
     );
 }
+
+#[test]
+fn bench_with_a_store_url_puts_sled_and_postgres_side_by_side() {
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    let url = pg.url("bench");
+    let r = ok(run_plain(
+        &[
+            "bench", "--rounds", "5", "--store", &url, "--format", "json",
+        ],
+        "",
+    ));
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let figures = report["figures"].as_array().expect("figures");
+    let value = |key: &str| {
+        figures
+            .iter()
+            .find(|f| f["key"] == key)
+            .and_then(|f| f["value"].as_f64())
+            .unwrap_or_else(|| panic!("no figure {key} in {}", r.stdout))
+    };
+    for kind in ["sled", "postgres"] {
+        assert!(value(&format!("store_commit_p50_{kind}")) > 0.0);
+        assert!(value(&format!("store_fire_per_timer_{kind}")) > 0.0);
+        assert!(value(&format!("store_reopen_{kind}")) > 0.0);
+    }
+    // Both fired the same number of the same pending timers.
+    let note = |key: &str| {
+        figures
+            .iter()
+            .find(|f| f["key"] == key)
+            .and_then(|f| f["note"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let fired = note("store_fire_per_timer_sled");
+    assert!(
+        fired.contains(" fired of ") && !fired.starts_with("0 "),
+        "{fired}"
+    );
+    assert_eq!(fired, note("store_fire_per_timer_postgres"));
+    // The database is left as the bench made it: a second run refuses, saying why.
+    let r = run_plain(&["bench", "--rounds", "1", "--store", &url], "");
+    assert!(
+        !r.success && r.stderr.contains("needs an empty PostgreSQL database"),
+        "{}",
+        r.stderr
+    );
+}
