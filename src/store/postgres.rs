@@ -501,7 +501,7 @@ impl PgStore {
                     holds: held,
                 });
             }
-            let e = |e: tokio_postgres::Error| self.error(e);
+            let e = |e: tokio_postgres::Error| self.error(describe(&e));
             for c in incidents.chunks(CHUNK) {
                 let (a, b, d) = unzip3(c);
                 tx.execute(
@@ -853,100 +853,121 @@ impl PgStore {
             if let Some(term) = term {
                 self.check_term(&tx, term).await?;
             }
-            let e = |e: tokio_postgres::Error| self.error(e);
-            for r in &rows {
-                if let Some(seq) = r.consumed {
-                    let claimed = tx
-                        .execute(
-                            "DELETE FROM timers WHERE (incident, seq) IN
-                               (SELECT incident, seq FROM timers WHERE incident = $1 AND seq = $2
-                                FOR UPDATE SKIP LOCKED)",
-                            &[&r.id, &seq],
-                        )
-                        .await
-                        .map_err(e)?;
-                    if claimed == 0 {
-                        return Err(StoreError::Claimed {
-                            incident: IncidentId(u64::try_from(r.id).unwrap_or(0)),
-                            seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                        });
-                    }
-                }
-                if r.new {
-                    tx.execute(
-                        "INSERT INTO incidents (id, open, body) VALUES ($1, $2, $3)",
-                        &[&r.id, &r.open, &r.body],
-                    )
-                    .await
-                    .map_err(e)?;
-                    tx.execute(
-                        "UPDATE warroom_state SET next_incident = greatest(next_incident, $1::bigint + 1)",
-                        &[&r.id],
-                    )
-                    .await
-                    .map_err(e)?;
-                } else {
-                    tx.execute(
-                        "UPDATE incidents SET open = $2, body = $3 WHERE id = $1",
-                        &[&r.id, &r.open, &r.body],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                if let Some((source, group)) = &r.group_put {
-                    tx.execute(
-                        "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)
-                         ON CONFLICT (source, grp) DO UPDATE SET incident = excluded.incident",
-                        &[source, group, &r.id],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                if let Some((source, group)) = &r.group_del {
-                    tx.execute(
-                        "DELETE FROM alert_groups WHERE source = $1 AND grp = $2 AND incident = $3",
-                        &[source, group, &r.id],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                for (seq, body) in &r.events {
-                    tx.execute(
-                        "INSERT INTO events (incident, seq, body) VALUES ($1, $2, $3)",
-                        &[&r.id, seq, body],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                if !r.removed.is_empty() {
-                    tx.execute(
-                        "DELETE FROM timers WHERE incident = $1 AND seq = ANY($2)",
-                        &[&r.id, &r.removed],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                for (seq, due, kind) in &r.added {
-                    tx.execute(
-                        "INSERT INTO timers (incident, seq, due, kind) VALUES ($1, $2, $3, $4)",
-                        &[&r.id, seq, due, kind],
-                    )
-                    .await
-                    .map_err(e)?;
-                }
-                for (id, body) in &r.outbox {
-                    tx.execute("INSERT INTO outbox (id, body) VALUES ($1, $2)", &[id, body])
-                        .await
-                        .map_err(e)?;
-                }
-            }
-            if let Some(ms) = latest {
-                tx.execute(
-                    "UPDATE warroom_state SET last_event_ms = greatest(coalesce(last_event_ms, $1::bigint), $1::bigint)",
-                    &[&ms],
-                )
+            let e = |e: tokio_postgres::Error| self.error(describe(&e));
+            // Prepared once per connection, then sent as one pipeline: every statement goes
+            // out in order on the first poll, so the batch costs about one round trip, not one
+            // per row. The connection runs them in that order.
+            let prepare = |sql: &'static str| tx.prepare_cached(sql);
+            let claim = prepare(
+                "DELETE FROM timers WHERE (incident, seq) IN
+                   (SELECT incident, seq FROM timers WHERE incident = $1 AND seq = $2
+                    FOR UPDATE SKIP LOCKED)",
+            )
+            .await
+            .map_err(e)?;
+            let insert_incident = prepare("INSERT INTO incidents (id, open, body) VALUES ($1, $2, $3)")
                 .await
                 .map_err(e)?;
+            let next_incident = prepare(
+                "UPDATE warroom_state SET next_incident = greatest(next_incident, $1::bigint + 1)",
+            )
+            .await
+            .map_err(e)?;
+            let update_incident = prepare("UPDATE incidents SET open = $2, body = $3 WHERE id = $1")
+                .await
+                .map_err(e)?;
+            let group_put = prepare(
+                "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)
+                 ON CONFLICT (source, grp) DO UPDATE SET incident = excluded.incident",
+            )
+            .await
+            .map_err(e)?;
+            let group_del = prepare(
+                "DELETE FROM alert_groups WHERE source = $1 AND grp = $2 AND incident = $3",
+            )
+            .await
+            .map_err(e)?;
+            let insert_event = prepare("INSERT INTO events (incident, seq, body) VALUES ($1, $2, $3)")
+                .await
+                .map_err(e)?;
+            let remove_timers = prepare("DELETE FROM timers WHERE incident = $1 AND seq = ANY($2)")
+                .await
+                .map_err(e)?;
+            let add_timer = prepare(
+                "INSERT INTO timers (incident, seq, due, kind) VALUES ($1, $2, $3, $4)",
+            )
+            .await
+            .map_err(e)?;
+            let insert_outbox = prepare("INSERT INTO outbox (id, body) VALUES ($1, $2)")
+                .await
+                .map_err(e)?;
+            let last_event = prepare(
+                "UPDATE warroom_state SET last_event_ms = greatest(coalesce(last_event_ms, $1::bigint), $1::bigint)",
+            )
+            .await
+            .map_err(e)?;
+            type Sql<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+            type Pending<'f> = std::pin::Pin<
+                Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'f>,
+            >;
+            let mut sent: Vec<Pending<'_>> = Vec::new();
+            // (position in `sent`, incident, timer) of each claim, checked once all ran.
+            let mut claims = Vec::new();
+            macro_rules! send {
+                ($st:expr, [$($p:expr),*]) => {{
+                    let params: Vec<Sql<'_>> = vec![$($p),*];
+                    let st = $st.clone();
+                    let tx = &tx;
+                    sent.push(Box::pin(async move { tx.execute_raw(&st, params).await }));
+                }};
+            }
+            for r in &rows {
+                if let Some(seq) = &r.consumed {
+                    claims.push((sent.len(), r.id, *seq));
+                    send!(claim, [&r.id, seq]);
+                }
+                if r.new {
+                    send!(insert_incident, [&r.id, &r.open, &r.body]);
+                    send!(next_incident, [&r.id]);
+                } else {
+                    send!(update_incident, [&r.id, &r.open, &r.body]);
+                }
+                if let Some((source, group)) = &r.group_put {
+                    send!(group_put, [source, group, &r.id]);
+                }
+                if let Some((source, group)) = &r.group_del {
+                    send!(group_del, [source, group, &r.id]);
+                }
+                for (seq, body) in &r.events {
+                    send!(insert_event, [&r.id, seq, body]);
+                }
+                if !r.removed.is_empty() {
+                    send!(remove_timers, [&r.id, &r.removed]);
+                }
+                for (seq, due, kind) in &r.added {
+                    send!(add_timer, [&r.id, seq, due, kind]);
+                }
+                for (id, body) in &r.outbox {
+                    send!(insert_outbox, [id, body]);
+                }
+            }
+            if let Some(ms) = &latest {
+                send!(last_event, [ms]);
+            }
+            let done = futures_util::future::join_all(sent).await;
+            // A lost claim first: the statements after it may fail only because another
+            // transaction did the same work (its events, its messages).
+            for (at, id, seq) in claims {
+                if !matches!(done.get(at), Some(Ok(n)) if *n > 0) {
+                    // Dropping `tx` rolls the whole batch back.
+                    return Err(StoreError::Claimed {
+                        incident: IncidentId(u64::try_from(id).unwrap_or(0)),
+                        seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            for d in done {
+                d.map_err(e)?;
             }
             tx.commit().await.map_err(e)
         })
@@ -982,7 +1003,7 @@ impl PgStore {
         self.run(async {
             let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
             let tx = client.transaction().await.map_err(|e| self.error(e))?;
-            let e = |e: tokio_postgres::Error| self.error(e);
+            let e = |e: tokio_postgres::Error| self.error(describe(&e));
             // Serialises acquirers, also before the first row exists.
             tx.execute("LOCK TABLE warroom_lease IN SHARE ROW EXCLUSIVE MODE", &[])
                 .await
@@ -1085,5 +1106,14 @@ impl PgStore {
                 current: now.unwrap_or(0),
             })
         }
+    }
+}
+
+/// A PostgreSQL error in words: the server's message and code where it sent one (the client's
+/// own `Display` says only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
