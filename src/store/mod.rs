@@ -14,8 +14,8 @@
 //!
 //! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader;
 //! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`);
-//! `postgres.rs` is the PostgreSQL schema, and backups in and out of it (the commit path on
-//! PostgreSQL is not built yet: see that module).
+//! `postgres.rs` is the PostgreSQL store: schema, backups, commit path, lease and fencing
+//! (`App` does not run on it yet: see that module). `Backend` is the interface both offer.
 
 pub mod integrity;
 mod oncall;

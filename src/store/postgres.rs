@@ -2,10 +2,10 @@
 //! lock), and a store's whole state in and out of it (`snapshot`, `restore`), so that a backup
 //! moves between sled and PostgreSQL in either direction.
 //!
-//! What is here is the storage half of running on PostgreSQL: the schema, its migrations, and
-//! backup and restore. Deciding commands and firing timers on PostgreSQL (the commit path and
-//! the replicas' lease) are not built yet; `warroom console` and `warroom discord` refuse a
-//! PostgreSQL URL and say so.
+//! What is here is the storage half of running on PostgreSQL: the schema and its migrations,
+//! backup and restore, the commit path (`commit_all`, `commit_fenced`), due-timer listing and
+//! claims, and the replicas' lease with its fencing term. `App` does not run on it yet, so
+//! `warroom console` and `warroom discord` refuse a PostgreSQL URL and say so.
 //!
 //! **Schema.** Every record is kept as the JSON text its Rust type serialises to (`text`, not
 //! `jsonb`: PostgreSQL's `jsonb` refuses `\u0000`, which a hostile title may hold, and reorders
