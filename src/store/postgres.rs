@@ -98,6 +98,35 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// The statements of a commit, prepared once per connection, in `commit_fenced`'s order.
+const COMMIT_SQL: [&str; 11] = [
+    // claim
+    "DELETE FROM timers WHERE (incident, seq) IN
+                   (SELECT incident, seq FROM timers WHERE incident = $1 AND seq = $2
+                    FOR UPDATE SKIP LOCKED)",
+    // insert_incident
+    "INSERT INTO incidents (id, open, body) VALUES ($1, $2, $3)",
+    // next_incident
+    "UPDATE warroom_state SET next_incident = greatest(next_incident, $1::bigint + 1)",
+    // update_incident
+    "UPDATE incidents SET open = $2, body = $3 WHERE id = $1",
+    // group_put
+    "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)
+                 ON CONFLICT (source, grp) DO UPDATE SET incident = excluded.incident",
+    // group_del
+    "DELETE FROM alert_groups WHERE source = $1 AND grp = $2 AND incident = $3",
+    // insert_event
+    "INSERT INTO events (incident, seq, body) VALUES ($1, $2, $3)",
+    // remove_timers
+    "DELETE FROM timers WHERE incident = $1 AND seq = ANY($2)",
+    // add_timer
+    "INSERT INTO timers (incident, seq, due, kind) VALUES ($1, $2, $3, $4)",
+    // insert_outbox
+    "INSERT INTO outbox (id, body) VALUES ($1, $2)",
+    // last_event
+    "UPDATE warroom_state SET last_event_ms = greatest(coalesce(last_event_ms, $1::bigint), $1::bigint)",
+];
+
 /// The schema version this binary writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -253,6 +282,11 @@ impl PgStore {
             target: self.target.clone(),
             detail: format!("{what} does not read as this version's record ({e})"),
         }
+    }
+
+    /// A record as the JSON text its column holds.
+    fn json<T: serde::Serialize + ?Sized>(&self, v: &T) -> Result<String, StoreError> {
+        serde_json::to_string(v).map_err(|e| self.error(format!("a record cannot be written: {e}")))
     }
 
     /// Column `col` of `row`: a record's JSON text, decoded.
@@ -442,19 +476,15 @@ impl PgStore {
     /// Loads a backup into this empty database, in one transaction: all of it or nothing.
     /// Refuses a database that holds anything.
     pub fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
-        let json = |v: &dyn erased::Json| {
-            v.to_json()
-                .map_err(|e| self.error(format!("a record cannot be written: {e}")))
-        };
         let incidents: Vec<(i64, bool, String)> = s
             .incidents
             .iter()
-            .map(|i| Ok((sql_id(i.id.0), i.is_open(), json(i)?)))
+            .map(|i| Ok((sql_id(i.id.0), i.is_open(), self.json(i)?)))
             .collect::<Result<_, StoreError>>()?;
         let events: Vec<(i64, i64, String)> = s
             .events
             .iter()
-            .map(|(id, e)| Ok((sql_id(id.0), i64::from(e.seq), json(e)?)))
+            .map(|(id, e)| Ok((sql_id(id.0), i64::from(e.seq), self.json(e)?)))
             .collect::<Result<_, StoreError>>()?;
         let timers: Vec<(i64, i64, DateTime<Utc>, String)> = s
             .timers
@@ -464,24 +494,24 @@ impl PgStore {
                     sql_id(t.incident.0),
                     i64::from(t.seq.0),
                     t.due,
-                    json(&t.kind)?,
+                    self.json(&t.kind)?,
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
         let outbox: Vec<(i64, String)> = s
             .outbox
             .iter()
-            .map(|o| Ok((sql_id(o.id), json(o)?)))
+            .map(|o| Ok((sql_id(o.id), self.json(o)?)))
             .collect::<Result<_, StoreError>>()?;
         let dead: Vec<(i64, String)> = s
             .dead
             .iter()
-            .map(|d| Ok((sql_id(d.message.id), json(d)?)))
+            .map(|d| Ok((sql_id(d.message.id), self.json(d)?)))
             .collect::<Result<_, StoreError>>()?;
         let overrides: Vec<(i64, String)> = s
             .overrides
             .iter()
-            .map(|o| Ok((sql_id(o.id), json(o)?)))
+            .map(|o| Ok((sql_id(o.id), self.json(o)?)))
             .collect::<Result<_, StoreError>>()?;
         self.run(async {
             let mut client = self.pool.get().await.map_err(|e| self.error(e))?;
@@ -578,18 +608,6 @@ impl PgStore {
             .map_err(e)?;
             tx.commit().await.map_err(e)
         })
-    }
-}
-
-/// Serialising any record to its JSON text, for `restore`'s one closure.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Result<String, serde_json::Error>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String, serde_json::Error> {
-            serde_json::to_string(self)
-        }
     }
 }
 
@@ -794,10 +812,6 @@ impl PgStore {
             outbox: Vec<(i64, String)>,
             new: bool,
         }
-        let json = |v: &dyn erased::Json| {
-            v.to_json()
-                .map_err(|e| self.error(format!("a record cannot be written: {e}")))
-        };
         let mut rows = Vec::with_capacity(commits.len());
         let mut latest: Option<i64> = None;
         for c in commits {
@@ -818,13 +832,13 @@ impl PgStore {
             rows.push(Row {
                 id: sql_id(c.after.id.0),
                 open: c.after.is_open(),
-                body: json(c.after)?,
+                body: self.json(c.after)?,
                 group_put,
                 group_del,
                 events: c
                     .events
                     .iter()
-                    .map(|e| Ok((i64::from(e.seq), json(e)?)))
+                    .map(|e| Ok((i64::from(e.seq), self.json(e)?)))
                     .collect::<Result<_, StoreError>>()?,
                 consumed: c.consumed.map(|t| i64::from(t.seq.0)),
                 removed: old
@@ -837,12 +851,12 @@ impl PgStore {
                     .timers
                     .iter()
                     .filter(|t| !old.iter().any(|o| o.seq == t.seq))
-                    .map(|t| Ok((i64::from(t.seq.0), t.due, json(&t.kind)?)))
+                    .map(|t| Ok((i64::from(t.seq.0), t.due, self.json(&t.kind)?)))
                     .collect::<Result<_, StoreError>>()?,
                 outbox: c
                     .outbox
                     .iter()
-                    .map(|o| Ok((sql_id(o.id), json(o)?)))
+                    .map(|o| Ok((sql_id(o.id), self.json(o)?)))
                     .collect::<Result<_, StoreError>>()?,
                 new: c.before.is_none(),
             });
@@ -857,55 +871,31 @@ impl PgStore {
             // Prepared once per connection, then sent as one pipeline: every statement goes
             // out in order on the first poll, so the batch costs about one round trip, not one
             // per row. The connection runs them in that order.
-            let prepare = |sql: &'static str| tx.prepare_cached(sql);
-            let claim = prepare(
-                "DELETE FROM timers WHERE (incident, seq) IN
-                   (SELECT incident, seq FROM timers WHERE incident = $1 AND seq = $2
-                    FOR UPDATE SKIP LOCKED)",
-            )
-            .await
-            .map_err(e)?;
-            let insert_incident = prepare("INSERT INTO incidents (id, open, body) VALUES ($1, $2, $3)")
-                .await
-                .map_err(e)?;
-            let next_incident = prepare(
-                "UPDATE warroom_state SET next_incident = greatest(next_incident, $1::bigint + 1)",
-            )
-            .await
-            .map_err(e)?;
-            let update_incident = prepare("UPDATE incidents SET open = $2, body = $3 WHERE id = $1")
-                .await
-                .map_err(e)?;
-            let group_put = prepare(
-                "INSERT INTO alert_groups (source, grp, incident) VALUES ($1, $2, $3)
-                 ON CONFLICT (source, grp) DO UPDATE SET incident = excluded.incident",
-            )
-            .await
-            .map_err(e)?;
-            let group_del = prepare(
-                "DELETE FROM alert_groups WHERE source = $1 AND grp = $2 AND incident = $3",
-            )
-            .await
-            .map_err(e)?;
-            let insert_event = prepare("INSERT INTO events (incident, seq, body) VALUES ($1, $2, $3)")
-                .await
-                .map_err(e)?;
-            let remove_timers = prepare("DELETE FROM timers WHERE incident = $1 AND seq = ANY($2)")
-                .await
-                .map_err(e)?;
-            let add_timer = prepare(
-                "INSERT INTO timers (incident, seq, due, kind) VALUES ($1, $2, $3, $4)",
-            )
-            .await
-            .map_err(e)?;
-            let insert_outbox = prepare("INSERT INTO outbox (id, body) VALUES ($1, $2)")
-                .await
-                .map_err(e)?;
-            let last_event = prepare(
-                "UPDATE warroom_state SET last_event_ms = greatest(coalesce(last_event_ms, $1::bigint), $1::bigint)",
-            )
-            .await
-            .map_err(e)?;
+            // All prepared at once (cached per connection after the first commit).
+            let prepared =
+                futures_util::future::join_all(COMMIT_SQL.iter().map(|sql| tx.prepare_cached(sql)))
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(e)?;
+            let Ok(
+                [
+                    claim,
+                    insert_incident,
+                    next_incident,
+                    update_incident,
+                    group_put,
+                    group_del,
+                    insert_event,
+                    remove_timers,
+                    add_timer,
+                    insert_outbox,
+                    last_event,
+                ],
+            ) = <[tokio_postgres::Statement; 11]>::try_from(prepared)
+            else {
+                return Err(self.error("a commit statement was not prepared"));
+            };
             type Sql<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
             type Pending<'f> = std::pin::Pin<
                 Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'f>,
