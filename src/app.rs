@@ -19,7 +19,7 @@ use crate::domain::{
     Actor, Ctx, Decision, Exercise, Incident, IncidentId, RoleKey, UserName, render,
 };
 use crate::spec::{CommandSet, Invocation, Request};
-use crate::store::{Outgoing, Store, StoreError};
+use crate::store::{Backend, Outgoing, StoreError};
 
 /// The longest a waiting caller sleeps before it contends for the decision lock itself, should
 /// no round wake or answer it.
@@ -64,7 +64,7 @@ impl Response {
 }
 
 pub struct App {
-    store: Store,
+    store: Arc<dyn Backend>,
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     specs: &'static CommandSet,
@@ -102,7 +102,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Store, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
+    pub fn new(store: impl Backend + 'static, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
+        Self::on(Arc::new(store), config, clock)
+    }
+
+    /// An app on a store that something else also holds (the replicas' lease loop keeps the
+    /// PostgreSQL store across its turns as active).
+    pub fn on(store: Arc<dyn Backend>, config: Arc<Config>, clock: Arc<dyn Clock>) -> App {
         let specs = CommandSet::builtin();
         let metrics = crate::metrics::Metrics::new();
         metrics.prime(
@@ -200,8 +206,8 @@ impl App {
             .collect()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Backend {
+        &*self.store
     }
     pub fn config(&self) -> &Config {
         &self.config
@@ -362,7 +368,7 @@ impl App {
 
     /// Commits what the round decided so far and pokes the loops that care.
     pub(crate) fn end_round(&self, batch: &mut Batch) -> Result<(), StoreError> {
-        let r = batch.commit(&self.store);
+        let r = batch.commit(self.store());
         if std::mem::take(&mut batch.committed) {
             self.timers_changed.notify_one();
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -485,7 +491,7 @@ impl App {
                 inv.path
             ));
         };
-        let inc = match batch.incident(&self.store, id) {
+        let inc = match batch.incident(self.store(), id) {
             Ok(Some(i)) => i,
             Ok(None) => return Response::error(format!("{id} does not exist")),
             Err(e) => return self.storage_failure(e),
@@ -863,7 +869,7 @@ impl App {
         t: &crate::store::DueTimer,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let inc = match batch.incident(&self.store, t.incident)? {
+        let inc = match batch.incident(self.store(), t.incident)? {
             Some(inc) if inc.timers.iter().any(|p| p.seq == t.seq) => inc,
             // Cancelled by an earlier decision in this round: its removal is in the round.
             _ if batch.touched(t.incident) => return Ok(false),

@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex};
 
 use crate::domain::{Actor, Event, Incident, IncidentId};
 use crate::spec::Invocation;
-use crate::store::{Commit, DueTimer, Outgoing, Store, StoreError};
+use crate::store::{Backend, Commit, DueTimer, Outgoing, StoreError};
 
 use crate::app::Response;
 
@@ -45,7 +45,11 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// The incident as this round has it, or as the store has it.
-    pub fn incident(&self, store: &Store, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+    pub fn incident(
+        &self,
+        store: &dyn Backend,
+        id: IncidentId,
+    ) -> Result<Option<Incident>, StoreError> {
         match self.incidents.get(&id) {
             Some(i) => Ok(Some(i.clone())),
             None => store.incident(id),
@@ -77,7 +81,7 @@ impl Batch {
 
     /// Commits the round so far as one transaction. On failure every decision in it is lost
     /// together (nothing half-applied), and their jobs are told.
-    pub fn commit(&mut self, store: &Store) -> Result<(), StoreError> {
+    pub fn commit(&mut self, store: &dyn Backend) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -634,7 +634,11 @@ impl Config {
         let services = read_services(&r, t)?;
         let schedules = read_schedules(&r, t, &roster)?;
         let store_t = r.table(t, "store", "store")?.cloned().unwrap_or_default();
-        r.only_keys(&store_t, "store", &["durability", "cache_mb", "url"])?;
+        r.only_keys(
+            &store_t,
+            "store",
+            &["durability", "cache_mb", "url", "lease"],
+        )?;
         let mut store = crate::store::StoreOptions::default();
         match r
             .string(&store_t, "durability", "store.durability")?
@@ -655,6 +659,19 @@ impl Config {
             store.url = Some(
                 crate::store::postgres::PgUrl::parse(&url).map_err(|e| r.err("store.url", e))?,
             );
+        }
+        if store_t.contains_key("lease") {
+            match r.duration(&store_t, "lease", "store.lease")? {
+                Some(d) if d <= TimeDelta::minutes(10) => {
+                    store.lease = d.to_std().unwrap_or(store.lease);
+                }
+                _ => {
+                    return Err(r.err(
+                        "store.lease",
+                        "expected how long an active replica's lease lasts unless renewed, from \"1s\" to \"10m\" (default \"15s\"): a standby takes over about that long after the active dies",
+                    ));
+                }
+            }
         }
         match store_t.get("cache_mb") {
             None => {}

@@ -19,6 +19,7 @@ use crate::domain::{IncidentId, Target, UserName};
 use crate::port::{BoxFuture, ChatPort, DeliveryError};
 use crate::scheduler::run_scheduler;
 use crate::spec::parse_duration;
+use crate::store::postgres::PgStore;
 use crate::store::{Outgoing, Store};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -377,6 +378,66 @@ impl Termination {
     }
 }
 
+/// Holds the console's lease on PostgreSQL while it runs; dropping it stops renewing and gives
+/// the lease up, so that a replica (or the next console) takes over at once.
+pub struct ConsoleLease(Option<(tokio::task::JoinHandle<()>, Arc<PgStore>, String, i64)>);
+
+impl Drop for ConsoleLease {
+    fn drop(&mut self) {
+        if let Some((keeper, pg, holder, term)) = self.0.take() {
+            keeper.abort();
+            if let Err(e) = pg.release(&holder, term, chrono::Utc::now()) {
+                tracing::warn!(error = %e, "cannot give the console's lease up; it lapses by itself");
+            }
+        }
+    }
+}
+
+/// The console's store: the data folder, or on PostgreSQL the database, taken as the active
+/// replica (the console decides and fires like one, so it refuses while another is active).
+async fn open_store(
+    opts: &ConsoleOptions,
+) -> anyhow::Result<(Arc<dyn crate::store::Backend>, ConsoleLease)> {
+    let Some(url) = &opts.config.store.url else {
+        let store = Store::open_with(&opts.data, &opts.config.store)?;
+        return Ok((Arc::new(store), ConsoleLease(None)));
+    };
+    let pg = Arc::new(PgStore::connect(url)?);
+    // The lease is about real processes: it runs on the system clock even when the console's
+    // own clock is virtual.
+    let holder = format!("console on {}", crate::replica::Replica::default_holder());
+    let replica = crate::replica::Replica::new(
+        pg.clone(),
+        Arc::new(SystemClock),
+        holder,
+        opts.config.store.lease,
+    );
+    let probe = pg.clone();
+    let (h, ttl) = (replica.holder().to_string(), opts.config.store.lease);
+    let lease = tokio::task::spawn_blocking(move || probe.try_acquire(&h, chrono::Utc::now(), ttl))
+        .await??;
+    let Some(lease) = lease else {
+        let active = pg
+            .lease()?
+            .map(|l| format!("{} at term {}", l.holder, l.term))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "another warroom is active on {} ({active}); the console decides and fires timers like an active replica, so it runs only when none is. Stop that process, or use a data folder (--data) instead",
+            pg.target()
+        );
+    };
+    pg.fence(Some(lease.term));
+    let holder = replica.holder().to_string();
+    let keeper = tokio::spawn(async move {
+        let lost = replica.keep(lease.term).await;
+        tracing::error!(why = %lost, "the console lost its lease: its commands are refused from now on");
+    });
+    Ok((
+        pg.clone(),
+        ConsoleLease(Some((keeper, pg, holder, lease.term))),
+    ))
+}
+
 /// Runs the console until the input ends or `/quit`.
 pub async fn run(
     opts: ConsoleOptions,
@@ -393,7 +454,7 @@ pub async fn run(
         Some(_) => crate::http::board_from_env(&opts.config)?,
         None => None,
     };
-    let store = Store::open_with(&opts.data, &opts.config.store)?;
+    let (store, _lease) = open_store(&opts).await?;
     let (clock, virtual_clock): (Arc<dyn Clock>, Option<Arc<VirtualClock>>) = match opts.clock {
         ClockChoice::System => (Arc::new(SystemClock), None),
         ClockChoice::Virtual(start) => {
@@ -401,7 +462,7 @@ pub async fn run(
             (vc.clone(), Some(vc))
         }
     };
-    let app = Arc::new(App::new(store, opts.config.clone(), clock).without_cards());
+    let app = Arc::new(App::on(store, opts.config.clone(), clock).without_cards());
     let out = Arc::new(ConsoleOut::new(opts.format, output));
     let port: Arc<dyn ChatPort> = Arc::new(ConsolePort(out.clone()));
     let acting = opts
@@ -443,7 +504,7 @@ pub async fn run(
         eprintln!(
             "warroom console · acting as {} · data {} · {} · type /help, /as <user>, /quit",
             session.acting,
-            opts.data.display(),
+            app.store().describe(),
             match &virtual_clock {
                 Some(vc) => format!(
                     "virtual clock at {} (/clock advance 30m)",
@@ -456,11 +517,14 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut courier = Courier::new(app.clone(), port.clone());
     let mut background = Vec::new();
-    background.push(tokio::spawn(crate::backup::serve(
-        Arc::downgrade(&app),
-        opts.data.clone(),
-        stop_rx.clone(),
-    )));
+    // On PostgreSQL, `warroom backup` reads the database itself.
+    if app.store().postgres().is_none() {
+        background.push(tokio::spawn(crate::backup::serve(
+            Arc::downgrade(&app),
+            opts.data.clone(),
+            stop_rx.clone(),
+        )));
+    }
     // With alerts arriving over HTTP, messages appear between lines: the courier runs in the
     // background then, also on a virtual clock (and lines no longer drain it themselves).
     let drain_inline = virtual_clock.is_some() && opts.http.is_none();

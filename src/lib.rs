@@ -25,6 +25,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod port;
+pub mod replica;
 pub mod scheduler;
 pub mod spec;
 pub mod store;

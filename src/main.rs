@@ -42,6 +42,11 @@ struct DataArg {
         value_name = "DIR"
     )]
     data: PathBuf,
+    /// A PostgreSQL database instead of the data folder (default: `[store] url`, or
+    /// WARROOM__STORE__URL), like postgres://warroom@db.example/warroom. Its password is never
+    /// printed.
+    #[arg(long = "store", global = true, value_name = "URL")]
+    store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -155,9 +160,6 @@ enum Cmd {
     Backup {
         #[command(flatten)]
         data: DataArg,
-        /// Back up this PostgreSQL database instead of the data folder (default: `[store] url`).
-        #[arg(long, value_name = "URL")]
-        store: Option<String>,
         /// The backup file to write (replaced whole, only once complete).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -166,10 +168,6 @@ enum Cmd {
     Restore {
         #[command(flatten)]
         data: DataArg,
-        /// Restore into this (empty) PostgreSQL database instead of the data folder (default:
-        /// `[store] url`).
-        #[arg(long, value_name = "URL")]
-        store: Option<String>,
         /// The backup file, as `warroom backup --out` wrote it.
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
@@ -252,12 +250,29 @@ fn pg_url(
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = load_config(cli.config)?;
-    if let Some(url) = &cfg.store.url
-        && !matches!(cli.command, Some(Cmd::Backup { .. } | Cmd::Restore { .. }))
-    {
+    let mut cfg = load_config(cli.config)?;
+    // `--store URL` wins over `[store] url` for the subcommand that names it.
+    let store_arg = match &cli.command {
+        Some(
+            Cmd::Console { data, .. }
+            | Cmd::Discord { data, .. }
+            | Cmd::Oncall { data, .. }
+            | Cmd::Outbox { data, .. }
+            | Cmd::Doctor { data, .. }
+            | Cmd::Backup { data, .. }
+            | Cmd::Restore { data, .. }
+            | Cmd::Report { data, .. },
+        ) => data.store.clone(),
+        _ => None,
+    };
+    if let Some(url) = pg_url(store_arg, &cfg)? {
+        let mut c = (*cfg).clone();
+        c.store.url = Some(url);
+        cfg = Arc::new(c);
+    }
+    if let (Some(url), Some(Cmd::Doctor { .. })) = (&cfg.store.url, &cli.command) {
         anyhow::bail!(
-            "store.url names a PostgreSQL database ({}), but this warroom decides commands and fires timers only on its sled data folder; on PostgreSQL it keeps backups so far (`warroom restore --in FILE`, `warroom backup --out FILE`). Unset store.url (or WARROOM__STORE__URL) to run this command on the data folder",
+            "warroom doctor checks a sled data folder, and store.url names a PostgreSQL database ({}); PostgreSQL checks its own pages. Unset store.url (or WARROOM__STORE__URL) to check the folder",
             url.shown()
         );
     }
@@ -266,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data: std::env::var_os("WARROOM_DATA")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("warroom-data")),
+            store: None,
         },
         clock: ClockChoice::System,
         format: Format::Text,
@@ -369,8 +385,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })?,
             };
             let role = role.map(|r| warroom::domain::RoleKey::new(r.trim()));
-            let (overrides, note) = if data.data.join("db").exists() {
-                match Store::open(&data.data) {
+            let (overrides, note) = if data.data.join("db").exists() || cfg.store.url.is_some() {
+                match warroom::store::open(&data.data, &cfg.store) {
                     Ok(store) => (store.overrides()?, String::new()),
                     Err(e) => (
                         Vec::new(),
@@ -437,8 +453,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Doctor { data, export } => doctor(&data.data, export.as_deref()),
-        Cmd::Backup { data, out, store } => {
-            let (snap, from) = match pg_url(store, &cfg)? {
+        Cmd::Backup { data, out } => {
+            let (snap, from) = match cfg.store.url.clone() {
                 Some(url) => (warroom::backup::backup_pg(&url, &out)?, url.shown()),
                 None => (
                     warroom::backup::backup(&data.data, &cfg.store, &out)?,
@@ -452,8 +468,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Restore { data, input, store } => {
-            let (snap, into) = match pg_url(store, &cfg)? {
+        Cmd::Restore { data, input } => {
+            let (snap, into) = match cfg.store.url.clone() {
                 Some(url) => (warroom::backup::restore_pg(&url, &input)?, url.shown()),
                 None => (
                     warroom::backup::restore(&data.data, &cfg.store, &input)?,
@@ -468,7 +484,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Outbox { action, data } => {
-            let store = Store::open(&data.data)?;
+            let store = warroom::store::open(&data.data, &cfg.store)?;
             match action {
                 None => {
                     print!(
@@ -486,7 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     match (n, id) {
                         (0, Some(id)) if !all => anyhow::bail!(
                             "there is no dead letter {id} in {}; `warroom outbox` lists them",
-                            data.data.display()
+                            store.describe()
                         ),
                         _ => println!(
                             "{n} message(s) back in the delivery queue; they go out when warroom next runs on this folder."
@@ -502,7 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             format,
         } => {
-            let store = Store::open(&data.data)?;
+            let store = warroom::store::open(&data.data, &cfg.store)?;
             let Some(incident) = incident else {
                 let all = store.incidents().map_err(|e| store.explain(e))?;
                 let events: Vec<_> = all
@@ -516,7 +532,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id: IncidentId = incident.parse().map_err(anyhow::Error::msg)?;
             let inc = store
                 .incident(id)?
-                .with_context(|| format!("{id} does not exist in {}", data.data.display()))?;
+                .with_context(|| format!("{id} does not exist in {}", store.describe()))?;
             let events = store.events(id).map_err(|e| store.explain(e))?;
             if let Some(path) = svg {
                 let chart = warroom::domain::chart::svg(&inc, &events, chrono::Utc::now());

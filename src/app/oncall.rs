@@ -243,7 +243,7 @@ impl App {
             .store
             .incidents()?
             .into_iter()
-            .filter_map(|i| batch.incident(&self.store, i.id).ok().flatten())
+            .filter_map(|i| batch.incident(self.store(), i.id).ok().flatten())
             .filter(|i| i.is_open() && tier.is_none_or(|t| i.tier == t))
             .collect();
         let until = incoming

@@ -97,7 +97,7 @@ pub fn run(dir: &std::path::Path, rounds: usize) -> anyhow::Result<Vec<Figure>> 
     let (pm, p99) = (percentile(&pure, 0.5), percentile(&pure, 0.99));
     let floor = fdatasync_floor(dir, durable.len())?;
     let (fm, f99) = (percentile(&floor, 0.5), percentile(&floor, 0.99));
-    let pending = app.store().pending_timers();
+    let pending = app.store().pending_timers()?;
     let ids: Vec<Option<IncidentId>> = (1..=rounds as u64).map(|n| Some(IncidentId(n))).collect();
     let app = Arc::new(app);
     let mut rates = Vec::new();

@@ -26,7 +26,6 @@ use crate::delivery::Courier;
 use crate::delivery::Destination;
 use crate::domain::{Actor, IncidentId, RoleKey};
 use crate::scheduler::run_scheduler;
-use crate::store::Store;
 
 pub use port::DiscordPort;
 
@@ -39,6 +38,7 @@ const FIRST_ANSWER_BY: Duration = Duration::from_millis(2500);
 /// The same, once the answer was deferred (Discord then waits 15 minutes).
 const DEFERRED_CHANNEL_WAIT: Duration = Duration::from_secs(5);
 
+#[derive(Clone)]
 pub struct DiscordOptions {
     /// From `DISCORD_TOKEN` only. Never logged.
     pub token: String,
@@ -188,6 +188,16 @@ pub async fn register(token: &str, config: &Config, global: bool) -> anyhow::Res
 /// Starts the bot: opens the store, registers commands, connects to the gateway, and starts
 /// the scheduler and the courier once.
 pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
+    let store = crate::store::open(&opts.data, &opts.config.store)?;
+    start_on(opts, store).await
+}
+
+/// `start`, on a store already open (the replicas' loop keeps its PostgreSQL store between its
+/// turns as active).
+pub async fn start_on(
+    opts: DiscordOptions,
+    store: Arc<dyn crate::store::Backend>,
+) -> anyhow::Result<Running> {
     let cfg = opts.config.clone();
     let guild = cfg
         .discord
@@ -215,12 +225,12 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         }
     };
     let readiness = Arc::new(crate::http::Readiness::with_gateway());
-    let store = Store::open_with(&opts.data, &cfg.store)?;
+    let on_folder = store.postgres().is_none();
     // Everyone mapped to a Discord id can be reached by direct message.
     let reach = cfg.discord.users.keys().cloned().collect();
     let (sync_tx, sync_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut app =
-        App::new(store, cfg.clone(), opts.clock.clone()).with_direct(reach, cfg.discord.dm_sdm);
+        App::on(store, cfg.clone(), opts.clock.clone()).with_direct(reach, cfg.discord.dm_sdm);
     if cfg.discord.sync_roles {
         app = app.with_role_sync(sync_tx);
     }
@@ -270,12 +280,16 @@ pub async fn start(opts: DiscordOptions) -> anyhow::Result<Running> {
         )),
         tokio::spawn(run_scheduler(app.clone(), stop_rx.clone())),
         tokio::spawn(Courier::new(app.clone(), port).run(stop_rx.clone())),
-        tokio::spawn(crate::backup::serve(
+    ];
+    // On a folder, `warroom backup` asks this process (it holds the folder); on PostgreSQL it
+    // reads the database itself.
+    if on_folder {
+        tasks.push(tokio::spawn(crate::backup::serve(
             Arc::downgrade(&app),
             opts.data.clone(),
             stop_rx.clone(),
-        )),
-    ];
+        )));
+    }
     readiness.set_scheduler(true);
     if let (Some(addr), Some(sources)) = (cfg.http.listen, sources) {
         let (_, task) = crate::http::start(
@@ -315,10 +329,78 @@ const FLUSH_ON_STOP: Duration = Duration::from_secs(5);
 /// stays in the data folder for the next start. SIGHUP is logged and ignored.
 pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
     let mut termination = crate::console::Termination::catch();
+    if let Some(url) = opts.config.store.url.clone() {
+        return run_replica(opts, &url, &mut termination).await;
+    }
     let running = start(opts).await?;
     tracing::info!("warroom is on Discord; SIGTERM or Ctrl-C stops it");
     let signal = termination.wait().await;
     tracing::info!(signal, "stopping: no more commands; delivering what waits");
+    drain_and_stop(running).await;
+    Ok(())
+}
+
+/// One replica on PostgreSQL (see `replica`): standby until it holds the lease; then active
+/// (gateway, scheduler, courier) until it loses it, when it stops them all and is a standby
+/// again; at SIGTERM it drains the outbox, gives the lease up and exits.
+async fn run_replica(
+    opts: DiscordOptions,
+    url: &crate::store::postgres::PgUrl,
+    termination: &mut crate::console::Termination,
+) -> anyhow::Result<()> {
+    let pg = Arc::new(crate::store::postgres::PgStore::connect(url)?);
+    let replica = crate::replica::Replica::new(
+        pg.clone(),
+        opts.clock.clone(),
+        crate::replica::Replica::default_holder(),
+        opts.config.store.lease,
+    );
+    tracing::warn!(
+        holder = replica.holder(),
+        database = pg.target(),
+        "standby: on PostgreSQL, waiting for the lease"
+    );
+    loop {
+        let term = tokio::select! {
+            t = replica.become_active() => t,
+            signal = termination.wait() => {
+                tracing::info!(signal, "stopping as a standby");
+                return Ok(());
+            }
+        };
+        tracing::warn!(
+            holder = replica.holder(),
+            term,
+            "active: took the lease; connecting to Discord, firing what is due and delivering what waits"
+        );
+        let store: Arc<dyn crate::store::Backend> = pg.clone();
+        let running = match start_on(opts.clone(), store).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(term, error = %format!("{e:#}"), "active: cannot start; giving the lease up");
+                replica.release(term).await;
+                tokio::time::sleep(opts.config.store.lease).await;
+                continue;
+            }
+        };
+        tokio::select! {
+            lost = replica.keep(term) => {
+                tracing::warn!(holder = replica.holder(), term, why = %lost, "deposed: stopping the gateway, scheduler and courier; now a standby");
+                running.stop().await;
+            }
+            signal = termination.wait() => {
+                tracing::info!(signal, term, "stopping: no more commands; delivering what waits");
+                drain_and_stop(running).await;
+                replica.release(term).await;
+                tracing::warn!(holder = replica.holder(), term, "stopped: gave the lease up");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Stops taking commands, lets the outbox drain for a few seconds, then stops.
+async fn drain_and_stop(running: Running) {
     running.shards.shutdown_all().await;
     let flushed = async {
         while !running
@@ -335,7 +417,6 @@ pub async fn run(opts: DiscordOptions) -> anyhow::Result<()> {
         tracing::warn!("some messages are still queued; they go out at the next start");
     }
     running.stop().await;
-    Ok(())
 }
 
 /// The gateway event handler. It holds the app weakly: serenity may keep handlers alive after

@@ -208,6 +208,14 @@ impl DiscordPort {
             .ok_or_else(|| Self::permanent("discord.guild_id is not set in the configuration"))
     }
 
+    /// Whether this process may send now: on PostgreSQL, only the active replica may.
+    async fn may_act(&self) -> bool {
+        let app = self.app.clone();
+        let now = self.app.clock().now();
+        let may = tokio::task::spawn_blocking(move || app.store().may_act(now)).await;
+        matches!(may, Ok(Ok(true)))
+    }
+
     /// Sends one request once its rate limits admit it, and reads what Discord answered.
     // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
     // non-object and never panics: Discord's answers are read leniently, then checked.
@@ -226,6 +234,17 @@ impl DiscordPort {
             .build(&self.client, &self.auth, self.proxy.as_deref())
             .map_err(|e| Self::local(format!("cannot build the request: {e}")))?;
         let ticket = self.limits.acquire(&key).await;
+        // A replica that is no longer the active one sends nothing (see `replica`).
+        if self.app.store().postgres().is_some() && !self.may_act().await {
+            ticket.settle(&Outcome::default(), Instant::now());
+            return Err(Failure {
+                status: None,
+                code: None,
+                what: "not sent: this replica is not the active one (its lease lapsed, or another took over)".into(),
+                after: Some(Duration::from_secs(1)),
+                local: false,
+            });
+        }
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {

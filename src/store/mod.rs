@@ -14,8 +14,9 @@
 //!
 //! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader;
 //! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`);
-//! `postgres.rs` is the PostgreSQL store: schema, backups, commit path, lease and fencing
-//! (`App` does not run on it yet: see that module). `Backend` is the interface both offer.
+//! `postgres/` is the PostgreSQL store: schema, backups, commit path, lease and fencing, and
+//! the rest of the interface (`records.rs`). `Backend` is the interface both offer, and all that
+//! `App` and the front ends see.
 
 pub mod integrity;
 mod oncall;
@@ -215,6 +216,9 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// `[store] url`: a PostgreSQL database instead of the sled folder.
     pub url: Option<postgres::PgUrl>,
+    /// `[store] lease`: on PostgreSQL, how long the active replica's lease lasts unless
+    /// renewed (it is renewed every third of that).
+    pub lease: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -223,73 +227,305 @@ impl Default for StoreOptions {
             durability: Durability::Fsync,
             cache_bytes: 16 * 1024 * 1024,
             url: None,
+            lease: std::time::Duration::from_secs(15),
         }
     }
 }
 
+/// Opens the store `options` names: the PostgreSQL database of `options.url`, else the sled
+/// folder `dir`.
+pub fn open(
+    dir: &std::path::Path,
+    options: &StoreOptions,
+) -> Result<std::sync::Arc<dyn Backend>, StoreError> {
+    Ok(match &options.url {
+        Some(url) => std::sync::Arc::new(postgres::PgStore::connect(url)?),
+        None => std::sync::Arc::new(Store::open_with(dir, options)?),
+    })
+}
+
 /// The store's interface, as both backends offer it: the sled folder (`Store`) and PostgreSQL
-/// (`postgres::PgStore`). One contract suite (`tests/it/contract.rs`) runs against both. `App`
-/// still holds the sled `Store` itself; moving it onto this trait is the next step of running
-/// on PostgreSQL.
-pub trait Backend {
+/// (`postgres::PgStore`). `App`, the courier, the scheduler and the front ends use only this,
+/// so they run unchanged on either; one contract suite (`tests/it/contract.rs`) runs against
+/// both. Every write is atomic; what "durable" means is each backend's (module docs above).
+pub trait Backend: Send + Sync {
     /// "sled" or "postgres", for messages and test names.
     fn kind(&self) -> &'static str;
+    /// Where it is, for messages: the folder, or the URL without its password.
+    fn describe(&self) -> String;
     /// The id the next opened incident gets.
     fn next_incident_id(&self) -> Result<IncidentId, StoreError>;
     /// A fresh outbox id, above every one handed out before.
     fn outbox_id(&self) -> Result<u64, StoreError>;
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// Every incident, in id order.
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    /// The newest open incident.
+    fn latest_open(&self) -> Result<Option<Incident>, StoreError>;
+    /// Incidents opened at or after `since`, newest first.
+    fn incidents_opened_since(&self, since: DateTime<Utc>) -> Result<Vec<Incident>, StoreError>;
+    /// The open incident that holds alert group `group` of `source`, if any.
+    fn alert_incident(&self, source: &str, group: &str) -> Result<Option<IncidentId>, StoreError>;
     /// One incident's timeline, in order.
     fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError>;
-    /// The messages waiting for delivery, in outbox order.
-    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError>;
+    /// The time of the latest event ever committed, if any.
+    fn last_event_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// The earliest pending timers due at or before `now`, at most `limit`, in deadline order.
     fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError>;
+    /// The earliest pending timer.
+    fn next_timer(&self) -> Result<Option<DueTimer>, StoreError>;
+    /// Removes a timer its incident no longer knows (already consumed).
+    fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError>;
     fn pending_timers(&self) -> Result<usize, StoreError>;
-    /// Applies the decisions as one atomic unit and returns once it is durable.
-    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError>;
+    /// The deadlines of one incident's pending timers, as the timer index holds them.
+    fn timers_of(&self, id: IncidentId) -> Result<Vec<DateTime<Utc>>, StoreError>;
+    /// Applies the decisions, in order, as one atomic unit (claiming their fired timers).
+    fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError>;
+    /// Returns once every commit so far is durable (a no-op where a commit is durable already).
+    fn make_all_durable(&self) -> Result<(), StoreError>;
+    /// `commit_all`, returning once it is durable.
+    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        self.commit_all(commits)?;
+        self.make_all_durable()
+    }
+    /// Commits made through this handle.
+    fn committed(&self) -> u64;
+    /// Data syncs this handle has issued (each PostgreSQL commit is one, at the server).
+    fn syncs(&self) -> u64;
+    /// The error as a person should read it (sled's damaged-folder message, for one).
+    fn explain(&self, e: StoreError) -> StoreError;
+    /// The messages waiting for delivery, in outbox order.
+    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError>;
+    /// The message was delivered: it leaves the outbox.
+    fn delivered(&self, id: u64) -> Result<(), StoreError>;
+    /// Queues messages outside a decision (copies, notices, a lost answer), in one batch.
+    fn queue(&self, msgs: &[Outgoing]) -> Result<(), StoreError>;
+    /// Queues `original`'s fallback copies and marks it, if it still waits (else false).
+    fn queue_fallback(&self, original: &Outgoing, copies: &[Outgoing]) -> Result<bool, StoreError>;
+    /// Moves a refused message to the dead letters and queues `notices`, atomically.
+    fn dead_letter(
+        &self,
+        msg: &Outgoing,
+        reason: &str,
+        notices: &[Outgoing],
+    ) -> Result<(), StoreError>;
+    fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, StoreError>;
+    fn dead_letters(&self) -> Result<usize, StoreError>;
+    /// Puts dead letters back in the outbox (`id` None: all). Returns how many.
+    fn retry_dead(&self, id: Option<u64>) -> Result<usize, StoreError>;
+    /// Scheduled drills: (due, service), earliest first.
+    fn drills(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
+    fn drill_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
+    /// Replaces (None: removes) a service's next drill and queues `outbox`, atomically.
+    fn set_drill(
+        &self,
+        service: &str,
+        due: Option<DateTime<Utc>>,
+        outbox: &[Outgoing],
+    ) -> Result<(), StoreError>;
+    /// Pending shift handoffs: (due, role key), earliest first.
+    fn handoffs(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
+    fn handoff_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
+    /// Replaces (None: removes) a role's next handoff and queues `outbox`, atomically.
+    fn set_handoff(
+        &self,
+        role: &str,
+        due: Option<DateTime<Utc>>,
+        outbox: &[Outgoing],
+    ) -> Result<(), StoreError>;
+    /// Every on-call override, oldest first (removed ones too, marked).
+    fn overrides(&self) -> Result<Vec<crate::domain::oncall::Override>, StoreError>;
+    fn override_id(&self) -> Result<u64, StoreError>;
+    /// Stores an override, durably.
+    fn put_override(&self, o: &crate::domain::oncall::Override) -> Result<(), StoreError>;
+    /// A front end's own durable mapping (an incident's Discord channel id, say).
+    fn adapter_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn adapter_remove(&self, key: &str) -> Result<(), StoreError>;
     /// The whole state at one instant.
     fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError>;
     /// Loads a backup into this empty store; refuses one that holds anything.
     fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError>;
     /// What it holds, if anything.
     fn holds(&self) -> Result<Option<String>, StoreError>;
+    /// Whether this process may act on the chat platform now: always on sled (one process
+    /// holds the folder); on PostgreSQL only while it is the active replica (`PgStore::may_act`).
+    fn may_act(&self, _now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// The PostgreSQL store behind it, for the replicas' lease (None on sled).
+    fn postgres(&self) -> Option<&postgres::PgStore> {
+        None
+    }
+}
+
+/// The `Backend` methods both stores offer under the same name and signature, delegated to
+/// their inherent methods (which path syntax prefers over the trait's).
+macro_rules! delegate_backend {
+    () => {
+        fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+            Self::next_incident_id(self)
+        }
+        fn outbox_id(&self) -> Result<u64, StoreError> {
+            Self::outbox_id(self)
+        }
+        fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+            Self::incident(self, id)
+        }
+        fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+            Self::incidents(self)
+        }
+        fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
+            Self::latest_open(self)
+        }
+        fn incidents_opened_since(
+            &self,
+            since: DateTime<Utc>,
+        ) -> Result<Vec<Incident>, StoreError> {
+            Self::incidents_opened_since(self, since)
+        }
+        fn alert_incident(
+            &self,
+            source: &str,
+            group: &str,
+        ) -> Result<Option<IncidentId>, StoreError> {
+            Self::alert_incident(self, source, group)
+        }
+        fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+            Self::events(self, id)
+        }
+        fn last_event_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+            Self::last_event_at(self)
+        }
+        fn due_timers(
+            &self,
+            now: DateTime<Utc>,
+            limit: usize,
+        ) -> Result<Vec<DueTimer>, StoreError> {
+            Self::due_timers(self, now, limit)
+        }
+        fn next_timer(&self) -> Result<Option<DueTimer>, StoreError> {
+            Self::next_timer(self)
+        }
+        fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError> {
+            Self::drop_timer(self, t)
+        }
+        fn timers_of(&self, id: IncidentId) -> Result<Vec<DateTime<Utc>>, StoreError> {
+            Self::timers_of(self, id)
+        }
+        fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+            Self::commit_all(self, commits)
+        }
+        fn committed(&self) -> u64 {
+            Self::committed(self)
+        }
+        fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
+            Self::outbox(self)
+        }
+        fn delivered(&self, id: u64) -> Result<(), StoreError> {
+            Self::delivered(self, id)
+        }
+        fn queue(&self, msgs: &[Outgoing]) -> Result<(), StoreError> {
+            Self::queue(self, msgs)
+        }
+        fn queue_fallback(
+            &self,
+            original: &Outgoing,
+            copies: &[Outgoing],
+        ) -> Result<bool, StoreError> {
+            Self::queue_fallback(self, original, copies)
+        }
+        fn dead_letter(
+            &self,
+            msg: &Outgoing,
+            reason: &str,
+            notices: &[Outgoing],
+        ) -> Result<(), StoreError> {
+            Self::dead_letter(self, msg, reason, notices)
+        }
+        fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, StoreError> {
+            Self::dead_letter_list(self)
+        }
+        fn retry_dead(&self, id: Option<u64>) -> Result<usize, StoreError> {
+            Self::retry_dead(self, id)
+        }
+        fn drills(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+            Self::drills(self)
+        }
+        fn drill_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+            Self::drill_first(self)
+        }
+        fn set_drill(
+            &self,
+            service: &str,
+            due: Option<DateTime<Utc>>,
+            outbox: &[Outgoing],
+        ) -> Result<(), StoreError> {
+            Self::set_drill(self, service, due, outbox)
+        }
+        fn handoffs(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+            Self::handoffs(self)
+        }
+        fn handoff_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+            Self::handoff_first(self)
+        }
+        fn set_handoff(
+            &self,
+            role: &str,
+            due: Option<DateTime<Utc>>,
+            outbox: &[Outgoing],
+        ) -> Result<(), StoreError> {
+            Self::set_handoff(self, role, due, outbox)
+        }
+        fn overrides(&self) -> Result<Vec<crate::domain::oncall::Override>, StoreError> {
+            Self::overrides(self)
+        }
+        fn override_id(&self) -> Result<u64, StoreError> {
+            Self::override_id(self)
+        }
+        fn put_override(&self, o: &crate::domain::oncall::Override) -> Result<(), StoreError> {
+            Self::put_override(self, o)
+        }
+        fn adapter_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Self::adapter_get(self, key)
+        }
+        fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            Self::adapter_put(self, key, value)
+        }
+        fn adapter_remove(&self, key: &str) -> Result<(), StoreError> {
+            Self::adapter_remove(self, key)
+        }
+        fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError> {
+            Self::snapshot(self)
+        }
+        fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError> {
+            Self::restore(self, s)
+        }
+    };
 }
 
 impl Backend for Store {
     fn kind(&self) -> &'static str {
         "sled"
     }
-    fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
-        Store::next_incident_id(self)
+    fn describe(&self) -> String {
+        self.dir().display().to_string()
     }
-    fn outbox_id(&self) -> Result<u64, StoreError> {
-        Store::outbox_id(self)
-    }
-    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        Store::incident(self, id)
-    }
-    fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
-        Store::events(self, id)
-    }
-    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
-        Store::outbox(self)
-    }
-    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
-        Store::due_timers(self, now, limit)
-    }
+    delegate_backend!();
     fn pending_timers(&self) -> Result<usize, StoreError> {
         Ok(Store::pending_timers(self))
     }
-    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        self.commit_all(commits)?;
-        self.make_all_durable()
+    fn make_all_durable(&self) -> Result<(), StoreError> {
+        Store::make_all_durable(self)
     }
-    fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError> {
-        Store::snapshot(self)
+    fn syncs(&self) -> u64 {
+        Store::syncs(self)
     }
-    fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError> {
-        Store::restore(self, s)
+    fn explain(&self, e: StoreError) -> StoreError {
+        Store::explain(self, e)
+    }
+    fn dead_letters(&self) -> Result<usize, StoreError> {
+        Ok(Store::dead_letters(self))
     }
     fn holds(&self) -> Result<Option<String>, StoreError> {
         Ok(Store::holds(self))
@@ -300,37 +536,33 @@ impl Backend for postgres::PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
-    fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
-        postgres::PgStore::next_incident_id(self)
+    fn describe(&self) -> String {
+        self.target().to_string()
     }
-    fn outbox_id(&self) -> Result<u64, StoreError> {
-        postgres::PgStore::outbox_id(self)
-    }
-    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        postgres::PgStore::incident(self, id)
-    }
-    fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
-        postgres::PgStore::events(self, id)
-    }
-    fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
-        postgres::PgStore::outbox(self)
-    }
-    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
-        postgres::PgStore::due_timers(self, now, limit)
-    }
+    delegate_backend!();
     fn pending_timers(&self) -> Result<usize, StoreError> {
         postgres::PgStore::pending_timers(self)
     }
-    fn commit_durably(&self, commits: &[Commit]) -> Result<(), StoreError> {
-        self.commit_all(commits)
+    /// A PostgreSQL commit is durable when it returns (the server syncs its log at commit).
+    fn make_all_durable(&self) -> Result<(), StoreError> {
+        Ok(())
     }
-    fn snapshot(&self) -> Result<snapshot::Snapshot, StoreError> {
-        postgres::PgStore::snapshot(self)
+    fn syncs(&self) -> u64 {
+        postgres::PgStore::committed(self)
     }
-    fn restore(&self, s: &snapshot::Snapshot) -> Result<(), StoreError> {
-        postgres::PgStore::restore(self, s)
+    fn explain(&self, e: StoreError) -> StoreError {
+        e
+    }
+    fn dead_letters(&self) -> Result<usize, StoreError> {
+        postgres::PgStore::dead_letters(self)
     }
     fn holds(&self) -> Result<Option<String>, StoreError> {
         postgres::PgStore::holds(self)
+    }
+    fn may_act(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        postgres::PgStore::may_act(self, now)
+    }
+    fn postgres(&self) -> Option<&postgres::PgStore> {
+        Some(self)
     }
 }

@@ -387,7 +387,7 @@ async fn the_seed_story_through_discord() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after: Vec<Value> = fake.messages_in(ch).into_iter().skip(count).collect();
     assert!(after.is_empty(), "nothing after resolution: {after:#?}");
-    assert_eq!(app.store().pending_timers(), 0);
+    assert_eq!(app.store().pending_timers().unwrap(), 0);
     drop(app);
     running.stop().await;
     fake.assert_validated_at_least(21);

@@ -143,6 +143,8 @@ pub struct Recorded {
     pub status: u16,
     /// When the request arrived.
     pub at: Instant,
+    /// The bot token it carried (`Authorization: Bot …`), telling replicas apart.
+    pub token: String,
 }
 
 #[derive(Clone, Debug)]
@@ -369,6 +371,11 @@ async fn rest(
         s.state.lock().unwrap().files.extend(files);
     }
     let m = method.as_str().to_string();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_start_matches("Bot ").to_string())
+        .unwrap_or_default();
     // Validate against the OpenAPI description before anything else.
     if let Some(api) = &s.openapi {
         match api.validate(&m, &path, json_body.as_ref()) {
@@ -400,6 +407,7 @@ async fn rest(
             body: json_body,
             status: 0,
             at: arrived,
+            token,
         });
         tokio::time::sleep(Duration::from_secs(3600)).await;
         return StatusCode::GATEWAY_TIMEOUT.into_response();
@@ -433,6 +441,7 @@ async fn rest(
         body: json_body,
         status,
         at: arrived,
+        token,
     });
     if stall == Stall::After {
         tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -357,7 +357,7 @@ fn snapshot(app: &App) -> Result<Snapshot, TestCaseError> {
     Ok(Snapshot {
         incidents: serde_json::to_vec(&incidents).map_err(|e| fail(e.to_string()))?,
         events,
-        timers: store.pending_timers(),
+        timers: store.pending_timers().map_err(|e| fail(e.to_string()))?,
         outbox: store.outbox().map_err(|e| fail(e.to_string()))?.len(),
     })
 }

@@ -24,6 +24,7 @@ mod metrics;
 mod oncall;
 mod overnight;
 mod pg;
+mod replicas;
 mod report;
 mod roles;
 mod store;

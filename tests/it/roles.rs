@@ -463,13 +463,13 @@ fn plant(app: &App, snap: &Snapshot) -> IncidentId {
     inc.id = id;
     inc.channel = engine::channel_name(id, &inc.title, inc.exercise);
     app.store()
-        .commit(Commit {
+        .commit_all(&[Commit {
             before: None,
             after: &inc,
             events: &snap.1,
             outbox: &[],
             consumed: None,
-        })
+        }])
         .unwrap();
     id
 }

@@ -112,7 +112,7 @@ async fn a_permanent_refusal_is_kept_as_a_dead_letter() {
         Courier::new(app.clone(), port.clone()).drain().await,
         Drained::Empty
     );
-    assert_eq!(app.store().dead_letters(), 1);
+    assert_eq!(app.store().dead_letters().unwrap(), 1);
     // The notices about it went out (the console's ops channel here), with the reason.
     let dead = app.store().dead_letter_list().unwrap();
     let got = port.got.lock().unwrap().clone();
@@ -174,7 +174,7 @@ fn a_claimed_timer_never_fires_twice_and_state_survives_reopening() {
     {
         let (app, _clock) = app(dir.path());
         open_incident(&app);
-        assert_eq!(app.store().pending_timers(), 3);
+        assert_eq!(app.store().pending_timers().unwrap(), 3);
         assert_eq!(
             app.store()
                 .timers_of(warroom::domain::IncidentId(1))
@@ -198,7 +198,7 @@ fn a_claimed_timer_never_fires_twice_and_state_survives_reopening() {
     assert_eq!(inc.tier, warroom::domain::Tier::L2);
     let events = app.store().events(inc.id).unwrap();
     assert_eq!(events.len() as u32, inc.timeline_len);
-    assert_eq!(app.store().pending_timers(), inc.timers.len());
+    assert_eq!(app.store().pending_timers().unwrap(), inc.timers.len());
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! lock), and a store's whole state in and out of it (`snapshot`, `restore`), so that a backup
 //! moves between sled and PostgreSQL in either direction.
 //!
-//! What is here is the storage half of running on PostgreSQL: the schema and its migrations,
-//! backup and restore, the commit path (`commit_all`, `commit_fenced`), due-timer listing and
-//! claims, and the replicas' lease with its fencing term. `App` does not run on it yet, so
-//! `warroom console` and `warroom discord` refuse a PostgreSQL URL and say so.
+//! Here: the schema and its migrations, backup and restore, the commit path (`commit_all`,
+//! `commit_fenced`), due-timer listing and claims, and the replicas' lease with its fencing
+//! term. `records.rs` holds the rest of the store's interface (`store::Backend`): the outbox,
+//! dead letters, drills and handoffs, on-call overrides, adapter ids and the reads `App` makes.
 //!
 //! **Schema.** Every record is kept as the JSON text its Rust type serialises to (`text`, not
 //! `jsonb`: PostgreSQL's `jsonb` refuses `\u0000`, which a hostile title may hold, and reorders
@@ -18,10 +18,13 @@
 //! async runtime.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+mod records;
 
 use super::snapshot::{Snapshot, TimerLine};
 use super::{Outgoing, StoreError};
@@ -190,6 +193,13 @@ pub struct PgStore {
     /// Always Some until drop, which shuts it down without blocking (a caller may be async).
     rt: Option<tokio::runtime::Runtime>,
     target: String,
+    /// The lease term this handle writes under (`fence`); 0: unfenced (one process, a tool).
+    term: AtomicI64,
+    /// Commits made through this handle.
+    commits: AtomicU64,
+    /// Until when (ms since the epoch, by the lease keeper's clock) this replica may act on its
+    /// fenced term without asking again; 0: not at all (see `may_act`).
+    acting_until: AtomicI64,
 }
 
 impl Drop for PgStore {
@@ -244,6 +254,9 @@ impl PgStore {
             pool,
             rt: Some(rt),
             target,
+            term: AtomicI64::new(0),
+            commits: AtomicU64::new(0),
+            acting_until: AtomicI64::new(0),
         };
         store.migrate()?;
         Ok(store)
@@ -785,7 +798,7 @@ impl PgStore {
     /// and the error says the timer was claimed elsewhere. Committed means durable: PostgreSQL
     /// syncs its log at commit (with its default `synchronous_commit`).
     pub fn commit_all(&self, commits: &[super::Commit]) -> Result<(), StoreError> {
-        self.commit_fenced(commits, None)
+        self.commit_fenced(commits, self.fenced_term())
     }
 
     /// `commit_all`, by the holder of lease `term`: the term is checked inside the transaction
@@ -959,7 +972,9 @@ impl PgStore {
             for d in done {
                 d.map_err(e)?;
             }
-            tx.commit().await.map_err(e)
+            tx.commit().await.map_err(e)?;
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         })
     }
 }
@@ -1065,6 +1080,61 @@ impl PgStore {
                 .await
                 .map_err(|e| self.error(e))?;
             tx.commit().await.map_err(|e| self.error(e))
+        })
+    }
+
+    /// From now on every write through this handle (commits, deliveries, the outbox, deadlines,
+    /// overrides, adapter ids) is made under lease `term`, checked inside its transaction:
+    /// once another replica has taken over, they all fail with `StoreError::Deposed`. None
+    /// writes unfenced again (a standby, a tool).
+    pub fn fence(&self, term: Option<i64>) {
+        self.term.store(term.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// The term writes are fenced with, if any.
+    pub fn fenced_term(&self) -> Option<i64> {
+        Some(self.term.load(Ordering::SeqCst)).filter(|t| *t != 0)
+    }
+
+    /// Until when this replica may act (send) without renewing: the lease keeper sets it a
+    /// margin before the lease's end by its own clock, and clears it when the lease is lost.
+    pub fn act_until(&self, until: Option<DateTime<Utc>>) {
+        self.acting_until
+            .store(until.map_or(0, |t| t.timestamp_millis()), Ordering::SeqCst);
+    }
+
+    /// Whether this handle may act now: unfenced handles always may; a fenced one only while
+    /// its lease is fresh by the keeper's clock (so a process resumed after a pause past its
+    /// lease stops before asking anything) and its term is still the database's. Asked right
+    /// before each request to the chat platform.
+    pub fn may_act(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(term) = self.fenced_term() else {
+            return Ok(true);
+        };
+        if !self.may_act_locally(now) {
+            return Ok(false);
+        }
+        self.holds_term(term)
+    }
+
+    /// Whether the lease keeper's last renewal still covers `now` (no database round trip).
+    pub fn may_act_locally(&self, now: DateTime<Utc>) -> bool {
+        now.timestamp_millis() < self.acting_until.load(Ordering::SeqCst)
+    }
+
+    /// Gives the lease up (its holder stopping cleanly), so that a standby takes over at its
+    /// next try instead of after the lease's time.
+    pub fn release(&self, holder: &str, term: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.run(async {
+            let client = self.pool.get().await.map_err(|e| self.error(e))?;
+            client
+                .execute(
+                    "UPDATE warroom_lease SET expires = $3 WHERE holder = $1 AND term = $2",
+                    &[&holder, &term, &now],
+                )
+                .await
+                .map_err(|e| self.error(describe(&e)))?;
+            Ok(())
         })
     }
 
