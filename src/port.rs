@@ -28,4 +28,8 @@ pub trait ChatPort: Send + Sync {
     /// Delivers one message. `msg.id` is its idempotency key: a retry of the same id must not
     /// show twice where the platform can deduplicate.
     fn deliver<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), DeliveryError>>;
+
+    /// Told once message `id` is recorded as delivered (it has left the outbox), so that the
+    /// port may drop what it kept to recognise a repeat of it.
+    fn delivered(&self, _id: u64) {}
 }

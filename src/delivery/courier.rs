@@ -178,6 +178,7 @@ impl Courier {
                         queued: false,
                     };
                 }
+                self.port.delivered(msg.id);
                 state.backoff = BACKOFF_START;
                 state.notified = false;
                 if let Some(t) = app.health.clear(lane) {

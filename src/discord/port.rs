@@ -651,10 +651,13 @@ impl DiscordPort {
                 .map_err(Self::from_delivery)?;
         }
         let r = self.post(channel, m).await;
-        // Only a success or a refusal (4xx) says for sure what happened: a 5xx may come after
-        // Discord made the message.
+        // A refusal (4xx) says for sure that no message was made. After a success the record
+        // stays until the courier has marked the message delivered (`ChatPort::delivered`): a
+        // process killed in between leaves it, and whoever delivers next looks first. A 5xx
+        // may come after Discord made the message, so it stays too.
         if r.as_ref()
-            .map_or_else(|f| f.status.is_some_and(|s| s < 500), |_| true)
+            .err()
+            .is_some_and(|f| f.status.is_some_and(|s| s < 500))
         {
             self.forget(&key);
         }
@@ -825,19 +828,44 @@ impl DiscordPort {
                 Err(f) => return Err(f),
             }
         }
-        let made = self
-            .post(
-                channel,
-                &CreateMessage::new()
-                    .embed(embed)
-                    .nonce(Nonce::String(fit(&nonce, 25)))
-                    .enforce_nonce(true),
-            )
-            .await?;
-        let id = made["id"]
-            .as_str()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| Self::local("Discord answered a message without an id"))?;
+        // Posting the card and recording its id are two steps: a process killed or deposed
+        // between them leaves an attempt behind, and whoever posts the card next first looks
+        // for it among the channel's latest messages (Discord keeps a nonce only minutes).
+        let attempt = format!("discord/card-attempt/{}", inc.id.0);
+        let earlier = match self.get_id(&attempt) {
+            Some(ch) if ch == channel.get() => self.find_card(inc, channel).await?,
+            _ => None,
+        };
+        let id = match earlier {
+            Some(id) => {
+                tracing::info!(incident = %inc.id, channel = channel.get(), "an earlier attempt had posted the status card; using it");
+                id
+            }
+            None => {
+                self.put_id(&attempt, channel.get())
+                    .map_err(Self::from_delivery)?;
+                let made = self
+                    .post(
+                        channel,
+                        &CreateMessage::new()
+                            .embed(embed.clone())
+                            .nonce(Nonce::String(fit(&nonce, 25)))
+                            .enforce_nonce(true),
+                    )
+                    .await;
+                let made = match made {
+                    Err(f) if f.status.is_some_and(|s| s < 500) => {
+                        self.forget(&attempt);
+                        return Err(f);
+                    }
+                    r => r?,
+                };
+                made["id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| Self::local("Discord answered a message without an id"))?
+            }
+        };
         self.send(
             Route::ChannelPin {
                 channel_id: channel,
@@ -848,8 +876,69 @@ impl DiscordPort {
             None,
         )
         .await?;
-        self.put_id(&key, id).map_err(Self::from_delivery)
+        self.put_id(&key, id).map_err(Self::from_delivery)?;
+        self.forget(&attempt);
+        if earlier.is_some() {
+            // The card found was drawn by the earlier attempt: show the incident as it is now.
+            self.send(
+                Route::ChannelMessage {
+                    channel_id: channel,
+                    message_id: MessageId::new(id),
+                },
+                LightMethod::Patch,
+                Self::json(&EditMessage::new().embed(embed)),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
     }
+
+    /// The incident's status card among the channel's latest messages: the bot's, with no
+    /// text, and an embed titled with the incident's id (the title's rest may have changed).
+    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
+    // non-object and never panics: Discord's answers are read leniently, then checked.
+    #[allow(clippy::indexing_slicing)]
+    async fn find_card(&self, inc: &Incident, channel: ChannelId) -> Result<Option<u64>, Failure> {
+        let recent = match self
+            .send(
+                Route::ChannelMessages {
+                    channel_id: channel,
+                },
+                LightMethod::Get,
+                None,
+                Some(vec![("limit", RECENT.to_string())]),
+            )
+            .await
+        {
+            Ok(recent) => recent,
+            Err(f) if f.status == Some(403) => {
+                tracing::warn!(incident = %inc.id, channel = channel.get(), reason = %f.what, "cannot read the channel's history to look for an earlier status card; posting one");
+                return Ok(None);
+            }
+            Err(f) => return Err(f),
+        };
+        let prefix = card_title_prefix(inc);
+        // Listed newest first: the earliest attempt's card is the oldest.
+        Ok(recent.as_array().and_then(|list| {
+            list.iter()
+                .rev()
+                .find(|m| {
+                    m["author"]["bot"].as_bool() == Some(true)
+                        && m["content"].as_str().unwrap_or("").is_empty()
+                        && m["embeds"][0]["title"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with(&prefix))
+                })
+                .and_then(|m| m["id"].as_str()?.parse().ok())
+        }))
+    }
+}
+
+/// How every status card's title begins: `INC-7 · ` (after `[DRILL] ` for a drill).
+fn card_title_prefix(inc: &Incident) -> String {
+    let drill = if inc.is_drill() { "[DRILL] " } else { "" };
+    format!("{drill}{} · ", inc.id)
 }
 
 impl ChatPort for DiscordPort {
@@ -863,12 +952,18 @@ impl ChatPort for DiscordPort {
             }
         })
     }
+
+    fn delivered(&self, id: u64) {
+        let key = format!("discord/attempt/{id}");
+        if self.get_id(&key).is_some() {
+            self.forget(&key);
+        }
+    }
 }
 
 /// The status card as an embed: severity, tier, SDM, tracks, next timers, vendor cases.
 /// `delivery` lists delivery trouble, if any, as `/incident status` does.
 pub fn status_embed(inc: &Incident, delivery: &[String]) -> CreateEmbed {
-    let drill = if inc.is_drill() { "[DRILL] " } else { "" };
     let state = match &inc.state {
         IncidentState::Open => "open".to_string(),
         IncidentState::Resolved { plan, at, .. } => format!(
@@ -969,7 +1064,7 @@ pub fn status_embed(inc: &Incident, delivery: &[String]) -> CreateEmbed {
         false,
     ));
     let title = fit(
-        &format!("{drill}{} · {}", inc.id, inc.title),
+        &format!("{}{}", card_title_prefix(inc), inc.title),
         EMBED_TITLE_MAX,
     );
     let description = fit(

@@ -641,6 +641,58 @@ async fn an_unknown_outcome_is_not_posted_twice_after_the_nonce_window_and_a_res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_posted_by_an_attempt_that_died_before_recording_it_is_found_not_posted_again() {
+    let Scene {
+        fake,
+        dir: _dir,
+        clock,
+        running,
+    } = scene().await;
+    let ch = opened(&fake, &running).await;
+    let (first, _) = card(&fake, ch);
+    // As a process killed (or deposed) after Discord made the card and before its id was
+    // kept: the attempt is recorded, the id is not, and the pin never came.
+    let store = running.app.store();
+    store.adapter_remove("discord/card/1").unwrap();
+    store
+        .adapter_put("discord/card-attempt/1", ch.to_string().as_bytes())
+        .unwrap();
+    if let Some(m) = fake.state.lock().unwrap().messages.get_mut(&first) {
+        m["pinned"] = json!(false);
+    }
+    // L1 → L2 refreshes the card.
+    running
+        .app
+        .advance_to(&clock, at(START) + TimeDelta::minutes(30))
+        .unwrap();
+    outbox_empty(&fake, &running, Duration::from_secs(20)).await;
+    let cards: Vec<Value> = fake
+        .messages_in(ch)
+        .into_iter()
+        .filter(|m| {
+            m["embeds"][0]["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("INC-1 · "))
+        })
+        .collect();
+    assert_eq!(cards.len(), 1, "a second card: {cards:#?}");
+    let (pinned, shown) = card(&fake, ch);
+    assert_eq!(pinned, first, "the earlier card is pinned and kept");
+    assert!(
+        shown.to_string().contains("L2"),
+        "the card shows the incident as it is now: {shown}"
+    );
+    assert!(
+        store
+            .adapter_get("discord/card-attempt/1")
+            .unwrap()
+            .is_none(),
+        "the attempt is forgotten once the card is known"
+    );
+    finish(&fake, running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_direct_message_is_a_dead_letter_with_a_notice_not_a_stuck_lane() {
     let Scene {
         fake,

@@ -324,7 +324,9 @@ impl Setup {
 
 /// What a run left: every decided nudge exactly once, every post exactly once, nothing waiting.
 async fn settle_and_check(s: &Setup, dead: &[String]) -> (usize, usize) {
-    // Stop the stream: resolve nothing, just let the outbox drain behind the current active.
+    // The nudges decided so far; once the outbox has been empty since, all their messages
+    // have been delivered (it drains in order).
+    let decided = s.nudges_decided();
     let drained = until(Duration::from_secs(20), || {
         s.db.count("SELECT count(*) FROM outbox") == 0
     })
@@ -341,7 +343,6 @@ async fn settle_and_check(s: &Setup, dead: &[String]) -> (usize, usize) {
         "timers were left overdue:\n{}",
         logs(&s.replicas, dead)
     );
-    let decided = s.nudges_decided();
     let unique: BTreeSet<_> = decided.iter().collect();
     assert_eq!(
         unique.len(),
@@ -353,7 +354,18 @@ async fn settle_and_check(s: &Setup, dead: &[String]) -> (usize, usize) {
     for (ch, nonce, _) in &posts {
         *by_nonce.entry((ch.clone(), nonce.clone())).or_default() += 1;
     }
-    let twice: Vec<_> = by_nonce.iter().filter(|(_, n)| **n > 1).collect();
+    let twice: Vec<_> = by_nonce
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|((ch, nonce), n)| {
+            let text: Vec<_> = posts
+                .iter()
+                .filter(|p| &p.0 == ch && &p.1 == nonce)
+                .map(|p| p.2.clone())
+                .collect();
+            (ch.clone(), nonce.clone(), *n, text)
+        })
+        .collect();
     assert!(
         twice.is_empty(),
         "posted twice: {twice:?}\n{}",

@@ -227,6 +227,14 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("warroom");
+        // A paused or partitioned process must not hold locks forever (the lease row, a claimed
+        // timer): the server ends a session idle inside a transaction after 5 s, and no
+        // statement waits more than 5 s for a lock. The URL's own options come first.
+        let own = config.get_options().unwrap_or("").to_string();
+        config.options(
+            format!("-c idle_in_transaction_session_timeout=5000 -c lock_timeout=5000 {own}")
+                .trim(),
+        );
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
