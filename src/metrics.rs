@@ -80,6 +80,7 @@ pub struct Metrics {
     open_incidents: Family<OpenLabels, Gauge>,
     outbox_depth: Family<DestinationLabels, Gauge>,
     outbox_oldest: Family<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    active: Gauge,
 }
 
 impl Default for Metrics {
@@ -185,7 +186,15 @@ impl Metrics {
             Unit::Seconds,
             outbox_oldest.clone(),
         );
+        let active = Gauge::default();
+        active.set(1);
+        registry.register(
+            "active",
+            "1 where this process decides, fires and delivers (a single process, or the replica holding the lease); 0 on a standby replica",
+            active.clone(),
+        );
         Metrics {
+            active,
             registry: Mutex::new(registry),
             commands,
             nudges,
@@ -277,6 +286,11 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// `warroom_active`: false on a standby replica.
+    pub fn set_active(&self, active: bool) {
+        self.active.set(i64::from(active));
     }
 
     pub fn timer_late(&self, late: chrono::TimeDelta) {

@@ -50,6 +50,8 @@ pub struct DiscordOptions {
 /// A running bot; `stop` shuts it down.
 pub struct Running {
     pub app: Arc<App>,
+    /// What `/ready` reports; a replica sets its role here.
+    pub readiness: Arc<crate::http::Readiness>,
     shards: Arc<ShardManager>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -297,7 +299,7 @@ pub async fn start_on(
             addr,
             sources,
             board,
-            readiness,
+            readiness.clone(),
             stop_rx.clone(),
         )
         .await?;
@@ -315,6 +317,7 @@ pub async fn start_on(
     app.timers_changed.notify_one();
     Ok(Running {
         app,
+        readiness,
         shards,
         stop,
         tasks,
@@ -361,40 +364,112 @@ async fn run_replica(
         "standby: on PostgreSQL, waiting for the lease"
     );
     loop {
+        let listener = StandbyListener::start(&opts, &pg).await;
         let term = tokio::select! {
             t = replica.become_active() => t,
             signal = termination.wait() => {
                 tracing::info!(signal, "stopping as a standby");
+                listener.stop().await;
                 return Ok(());
             }
         };
+        // The active's own listener takes the address over.
+        listener.stop().await;
         tracing::warn!(
             holder = replica.holder(),
             term,
             "active: took the lease; connecting to Discord, firing what is due and delivering what waits"
         );
         let store: Arc<dyn crate::store::Backend> = pg.clone();
-        let running = match start_on(opts.clone(), store).await {
-            Ok(r) => r,
+        // The lease is renewed while the bot starts too (connecting to Discord can outlast
+        // it); a start that loses it is finished, then stopped, never cut off halfway.
+        let keeping = replica.keep(term);
+        tokio::pin!(keeping);
+        let starting = start_on(opts.clone(), store);
+        tokio::pin!(starting);
+        let (started, lost) = tokio::select! {
+            r = &mut starting => (r, None),
+            lost = &mut keeping => (starting.await, Some(lost)),
+        };
+        let running = match started {
+            Ok(r) => {
+                r.readiness.set_role(crate::http::Role::Active);
+                r
+            }
             Err(e) => {
                 tracing::error!(term, error = %format!("{e:#}"), "active: cannot start; giving the lease up");
-                replica.release(term).await;
+                if lost.is_none() {
+                    replica.release(pg.fenced_term().unwrap_or(term)).await;
+                }
                 tokio::time::sleep(opts.config.store.lease).await;
                 continue;
             }
         };
-        tokio::select! {
-            lost = replica.keep(term) => {
-                tracing::warn!(holder = replica.holder(), term, why = %lost, "deposed: stopping the gateway, scheduler and courier; now a standby");
-                running.stop().await;
+        let lost = match lost {
+            Some(lost) => lost,
+            None => tokio::select! {
+                lost = &mut keeping => lost,
+                signal = termination.wait() => {
+                    let term = pg.fenced_term().unwrap_or(term);
+                    tracing::info!(signal, term, "stopping: no more commands; delivering what waits");
+                    drain_and_stop(running).await;
+                    replica.release(term).await;
+                    tracing::warn!(holder = replica.holder(), term, "stopped: gave the lease up");
+                    return Ok(());
+                }
+            },
+        };
+        let term = pg.fenced_term().unwrap_or(term);
+        tracing::warn!(holder = replica.holder(), term, why = %lost, "deposed: stopping the gateway, scheduler and courier; now a standby");
+        running.stop().await;
+    }
+}
+
+/// A standby's HTTP listener (with `[http] listen`): `/health`, `/ready` and `/metrics` say it
+/// is a standby, and the alert intake answers 503 so that the sender retries (the active takes
+/// alerts). No scheduler, courier or gateway runs behind it.
+struct StandbyListener(Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>);
+
+impl StandbyListener {
+    async fn start(opts: &DiscordOptions, pg: &Arc<crate::store::postgres::PgStore>) -> Self {
+        let cfg = &opts.config;
+        let Some(addr) = cfg.http.listen else {
+            return StandbyListener(None);
+        };
+        let sources = match crate::http::sources_from_env(cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "standby: the HTTP listener cannot start");
+                return StandbyListener(None);
             }
-            signal = termination.wait() => {
-                tracing::info!(signal, term, "stopping: no more commands; delivering what waits");
-                drain_and_stop(running).await;
-                replica.release(term).await;
-                tracing::warn!(holder = replica.holder(), term, "stopped: gave the lease up");
-                return Ok(());
+        };
+        let store: Arc<dyn crate::store::Backend> = pg.clone();
+        let app = App::on(store, cfg.clone(), opts.clock.clone());
+        app.metrics().set_active(false);
+        let (stop, stop_rx) = watch::channel(false);
+        match crate::http::start(
+            Arc::new(app),
+            addr,
+            sources,
+            None,
+            Arc::new(crate::http::Readiness::standby()),
+            stop_rx,
+        )
+        .await
+        {
+            Ok((_, task)) => StandbyListener(Some((stop, task))),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "standby: the HTTP listener cannot start");
+                StandbyListener(None)
             }
+        }
+    }
+
+    /// Stops it; returns once the address is free again.
+    async fn stop(self) {
+        if let Some((stop, task)) = self.0 {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 }

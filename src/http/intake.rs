@@ -121,6 +121,20 @@ pub async fn receive(
         .into_response(None);
     };
     let kind = source.kind;
+    if st.readiness.role() == Some(super::Role::Standby) {
+        st.app.metrics().alert(&name, "failed");
+        let mut r = refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            "this warroom replica is a standby and decides nothing; nothing was saved. Retry: the active replica (the one whose /ready answers 200) takes alerts, and a standby that takes over does too",
+        )
+        .into_response(Some(kind));
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return r;
+    }
     match accept(&st, &name, &source, &headers, body).await {
         Ok(r) => {
             st.app.metrics().alert(&name, r.1);

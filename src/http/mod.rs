@@ -6,7 +6,11 @@
 //!   means its effect is committed and durable; a 4xx means the body or the token is wrong and
 //!   nothing changed (do not retry); a 5xx means nothing could be saved (retry).
 //! - `GET /health`: the process answers. `GET /ready`: the store is open, the scheduler runs and
-//!   (for Discord) the gateway is connected (`ops`).
+//!   (for Discord) the gateway is connected (`ops`); for a replica on PostgreSQL, also its role
+//!   and term, and a standby is never ready.
+//! - A standby replica serves `/health`, `/ready` and `/metrics` (`warroom_active` 0), and
+//!   answers `POST /alerts/…` with 503 and `Retry-After`: only the active decides, so that no
+//!   two processes overwrite each other's decision on one incident.
 //! - `GET /metrics`: Prometheus text exposition (`crate::metrics`).
 //! - `GET /oncall/<schedule>.ics`: a schedule's shifts as an iCalendar feed (`oncall`).
 //! - With `[board] enabled = true`: the incident board's pages (`crate::board`), `/`, `/login`,
@@ -21,6 +25,7 @@ pub mod ops;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
@@ -40,6 +45,17 @@ pub struct Readiness {
     scheduler: AtomicBool,
     /// None: this front end has no gateway (the console).
     gateway: Option<AtomicBool>,
+    /// None: a single process, not one of several replicas.
+    role: Mutex<Option<Role>>,
+}
+
+/// A replica's part, for `/ready` and the alert intake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Holds the lease (its term is the store's fence, which a renewal may move on).
+    Active,
+    /// Waits for the lease.
+    Standby,
 }
 
 impl Readiness {
@@ -48,7 +64,21 @@ impl Readiness {
         Readiness {
             scheduler: AtomicBool::new(false),
             gateway: Some(AtomicBool::new(false)),
+            role: Mutex::new(None),
         }
+    }
+    /// A standby replica's: nothing runs, and it says so.
+    pub fn standby() -> Readiness {
+        let r = Readiness::with_gateway();
+        r.set_role(Role::Standby);
+        r
+    }
+    pub fn set_role(&self, role: Role) {
+        *self.role.lock().unwrap_or_else(|p| p.into_inner()) = Some(role);
+    }
+    /// None for a single process.
+    pub fn role(&self) -> Option<Role> {
+        self.role.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn set_scheduler(&self, running: bool) {
         self.scheduler.store(running, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! The operations endpoints: `/health` (the process answers), `/ready` (store, scheduler and,
-//! for Discord, the gateway) and `/metrics` (Prometheus text exposition).
+//! for Discord, the gateway; a replica's role and term) and `/metrics` (Prometheus text
+//! exposition).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -20,12 +21,26 @@ pub async fn ready(State(st): State<HttpState>) -> Response {
         .unwrap_or(false);
     let scheduler = st.readiness.scheduler();
     let gateway = st.readiness.gateway();
-    let ready = store && scheduler && gateway.unwrap_or(true);
+    let role = st.readiness.role();
+    let ready = store && scheduler && gateway.unwrap_or(true) && role != Some(super::Role::Standby);
     let mut body = json!({
         "ready": ready,
         "store": if store { "open" } else { "unavailable" },
         "scheduler": if scheduler { "running" } else { "stopped" },
     });
+    if let Some(obj) = body.as_object_mut() {
+        match role {
+            Some(super::Role::Active) => {
+                obj.insert("role".into(), json!("active"));
+                let term = st.app.store().postgres().and_then(|p| p.fenced_term());
+                obj.insert("term".into(), json!(term));
+            }
+            Some(super::Role::Standby) => {
+                obj.insert("role".into(), json!("standby"));
+            }
+            None => {}
+        }
+    }
     if let (Some(g), Some(obj)) = (gateway, body.as_object_mut()) {
         obj.insert(
             "gateway".into(),

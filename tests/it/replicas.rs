@@ -17,6 +17,9 @@ use crate::discord::ALICE;
 use crate::fake_discord::{CATEGORY, FakeDiscord, GENERAL, GUILD};
 use crate::helpers::{PgCluster, START, run_binary, run_plain, story};
 
+/// The alert source's token, in every replica's environment.
+const ALERT_TOKEN: &str = "replica-alert-token";
+
 /// A sev1 policy whose nudges come every two seconds for as long as the test runs.
 const FAST_SEV1: &str = "[policy.sev1]
 l1_budget = \"2s\"
@@ -35,7 +38,7 @@ fn config(dir: &Path, fake: &FakeDiscord, url: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[discord]\nguild_id = \"{GUILD}\"\nincident_category_id = \"{CATEGORY}\"\napi_base = \"{}\"\n\n[discord.users]\nalice = \"201\"\n\n[store]\nurl = \"{url}\"\nlease = \"2s\"\n\n{FAST_SEV1}",
+            "[discord]\nguild_id = \"{GUILD}\"\nincident_category_id = \"{CATEGORY}\"\napi_base = \"{}\"\n\n[discord.users]\nalice = \"201\"\n\n[store]\nurl = \"{url}\"\nlease = \"2s\"\n\n[alerts.sources.prom]\nkind = \"alertmanager\"\ntoken_env = \"WARROOM_ALERTS_PROM\"\n\n{FAST_SEV1}",
             fake.base()
         ),
     )
@@ -49,12 +52,15 @@ struct Replica {
     log: PathBuf,
     /// Its own bot token, so that the fake Discord tells its requests apart.
     token: String,
+    /// Its HTTP listener (`/health`, `/ready`, `/metrics`, the alert intake).
+    http: String,
 }
 
 impl Replica {
     fn spawn(dir: &Path, config: &Path, n: usize) -> Replica {
         let log = dir.join(format!("replica-{n}.log"));
         let token = format!("fake-token-{n}");
+        let http = format!("127.0.0.1:{}", crate::helpers::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_warroom"))
             .args([
                 "discord",
@@ -64,6 +70,8 @@ impl Replica {
                 dir.join(format!("unused-{n}")).to_str().unwrap(),
             ])
             .env("DISCORD_TOKEN", &token)
+            .env("WARROOM__HTTP__LISTEN", &http)
+            .env("WARROOM_ALERTS_PROM", ALERT_TOKEN)
             .env("RUST_LOG", "warn")
             .env_remove("WARROOM_DATA")
             .env_remove("WARROOM__STORE__URL")
@@ -72,7 +80,37 @@ impl Replica {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Replica { child, log, token }
+        Replica {
+            child,
+            log,
+            token,
+            http: format!("http://{http}"),
+        }
+    }
+
+    /// A GET on its listener: the status and the body, or None while it does not answer.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    }
+
+    /// Its role as `/ready` tells it, once it answers: ("active", term) or ("standby", 0).
+    async fn role(&self) -> Option<(String, i64)> {
+        let (_, body) = self.get("/ready").await?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        Some((
+            v["role"].as_str()?.to_string(),
+            v["term"].as_i64().unwrap_or(0),
+        ))
+    }
+
+    /// `warroom_active` from its `/metrics`.
+    async fn active_gauge(&self) -> Option<String> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines()
+            .find(|l| l.starts_with("warroom_active "))
+            .map(|l| l.trim_start_matches("warroom_active ").to_string())
     }
 
     fn pid(&self) -> u32 {
@@ -171,6 +209,21 @@ async fn until(limit: Duration, mut what: impl FnMut() -> bool) -> Option<Durati
             return Some(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// `until` for a check that itself awaits.
+async fn until_async<F: std::future::Future<Output = Option<()>>>(
+    limit: Duration,
+    mut what: impl FnMut() -> F,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if what().await.is_some() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
 }
@@ -492,6 +545,51 @@ async fn a_paused_active_is_deposed_sends_nothing_after_and_becomes_a_standby() 
     assert!(
         written.is_empty(),
         "the deposed replica still wrote to Discord: {written:?}\n{old_log}"
+    );
+    // Over HTTP, every replica says what it is: the deposed one a standby (not ready,
+    // `warroom_active` 0, alerts refused with 503 so that the sender retries elsewhere or
+    // later), the new one active at the lease's term.
+    let (_, term) = s.db.lease().unwrap();
+    let new = s.active().expect("the new active");
+    let roles = until_async(Duration::from_secs(10), || async {
+        let a = s.replicas[new].role().await;
+        let b = s.replicas[old].role().await;
+        (a == Some(("active".into(), term)) && b == Some(("standby".into(), 0))).then_some(())
+    })
+    .await;
+    assert!(
+        roles.is_some(),
+        "roles over HTTP: new {:?}, old {:?} (term {term})\n{}",
+        s.replicas[new].role().await,
+        s.replicas[old].role().await,
+        logs(&s.replicas, &[])
+    );
+    assert_eq!(s.replicas[old].get("/health").await.map(|r| r.0), Some(200));
+    assert_eq!(s.replicas[new].get("/health").await.map(|r| r.0), Some(200));
+    assert_eq!(s.replicas[old].get("/ready").await.map(|r| r.0), Some(503));
+    assert_eq!(s.replicas[new].get("/ready").await.map(|r| r.0), Some(200));
+    assert_eq!(s.replicas[old].active_gauge().await.as_deref(), Some("0"));
+    assert_eq!(s.replicas[new].active_gauge().await.as_deref(), Some("1"));
+    let alert = reqwest::Client::new()
+        .post(format!("{}/alerts/prom", s.replicas[old].http))
+        .bearer_auth(ALERT_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"version":"4","status":"firing","alerts":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alert.status().as_u16(), 503);
+    assert_eq!(
+        alert
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let said = alert.text().await.unwrap();
+    assert!(
+        said.contains("standby") && said.contains("nothing was saved"),
+        "{said}"
     );
     let paused = resumed.duration_since(stopped);
     let (decided, posted) = settle_and_check(&s, &[]).await;
