@@ -357,7 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "memory" => warroom::bench::rss(&sub, memory),
                     "board" => warroom::bench::board(&sub, board),
                     "stores" => match &store {
-                        Some(url) => warroom::bench::stores(&sub, url, rounds),
+                        Some(url) => warroom::bench::stores(&sub, url, rounds, timers),
                         None => Ok(Vec::new()),
                     },
                     _ => warroom::bench::delivery(&sub, delivery).await,

@@ -2,7 +2,8 @@
 //! durably through `store::Backend`, on a fresh sled folder and on an empty PostgreSQL
 //! database, in one run: per-decision commit latency, firing cost per timer (due timers listed
 //! and fired in batches of 256, one commit each), and reopen to the first due listing with
-//! everything still pending.
+//! everything still pending; with `--timers N`, both first load the same snapshot of N pending
+//! timers, and the restart (or takeover) to the first overdue fire is timed too.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ struct Measured {
     fired: usize,
     pending: usize,
     reopen: Duration,
+    /// With a prefilled snapshot: loading it, and then reopen (or connect) to the first overdue
+    /// timer fired durably, through `App` as a restarted or newly active bot does it.
+    loaded: Option<(Duration, Duration)>,
 }
 
 fn commit(
@@ -160,11 +164,33 @@ fn fire(
 }
 
 /// Decides, reopens (timed, to the first due listing, with every timer still pending), fires.
-fn measure<B: Backend>(
+fn measure<B: Backend + 'static>(
     open: impl Fn() -> anyhow::Result<B>,
     config: &Config,
     rounds: usize,
+    prefill: Option<&crate::store::snapshot::Snapshot>,
 ) -> anyhow::Result<Measured> {
+    let loaded = match prefill {
+        Some(snap) => {
+            let t = Instant::now();
+            open()?.restore(snap)?;
+            let load = t.elapsed();
+            let t = Instant::now();
+            let app = crate::app::App::on(
+                std::sync::Arc::new(open()?),
+                std::sync::Arc::new(config.clone()),
+                std::sync::Arc::new(crate::clock::SystemClock),
+            );
+            let fired = app.fire_one(Utc::now())?;
+            let first = t.elapsed();
+            anyhow::ensure!(
+                fired,
+                "no overdue timer fired after the snapshot was loaded"
+            );
+            Some((load, first))
+        }
+        None => None,
+    };
     let start = Utc::now();
     let b = open()?;
     let commit = decide(&b, config, rounds, start)?;
@@ -181,11 +207,19 @@ fn measure<B: Backend>(
         fired,
         pending,
         reopen,
+        loaded,
     })
 }
 
-/// Runs the section: `rounds` incidents (open and three updates each) on both backends.
-pub fn stores(dir: &std::path::Path, url: &PgUrl, rounds: usize) -> anyhow::Result<Vec<Figure>> {
+/// Runs the section: `rounds` incidents (open and three updates each) on both backends; with
+/// `pending` above 0, both first load the same snapshot of that many pending timers (filled
+/// on sled), so that every figure is taken with them in place.
+pub fn stores(
+    dir: &std::path::Path,
+    url: &PgUrl,
+    rounds: usize,
+    pending: usize,
+) -> anyhow::Result<Vec<Figure>> {
     let config = Config::builtin()?;
     let pg = PgStore::connect(url)?;
     if let Some(held) = pg.holds()? {
@@ -195,11 +229,35 @@ pub fn stores(dir: &std::path::Path, url: &PgUrl, rounds: usize) -> anyhow::Resu
         );
     }
     drop(pg);
+    let prefill = match pending {
+        0 => None,
+        n => {
+            let fill = dir.join("fill");
+            super::timers::fill_pending(&fill, n, 5)?;
+            let snap = Store::open(&fill)?.snapshot()?;
+            let _ = std::fs::remove_dir_all(&fill);
+            Some(snap)
+        }
+    };
+    let folder = dir.join("sled");
     let results = [
-        ("sled", measure(|| Ok(Store::open(dir)?), &config, rounds)?),
+        (
+            "sled",
+            measure(
+                || Ok(Store::open(&folder)?),
+                &config,
+                rounds,
+                prefill.as_ref(),
+            )?,
+        ),
         (
             "postgres",
-            measure(|| Ok(PgStore::connect(url)?), &config, rounds)?,
+            measure(
+                || Ok(PgStore::connect(url)?),
+                &config,
+                rounds,
+                prefill.as_ref(),
+            )?,
         ),
     ];
     let mut out = Vec::new();
@@ -241,6 +299,23 @@ pub fn stores(dir: &std::path::Path, url: &PgUrl, rounds: usize) -> anyhow::Resu
             )
             .note(format!("{} timers pending", m.pending)),
         );
+    }
+    for (kind, m) in &results {
+        if let Some((load, first)) = m.loaded {
+            out.push(
+                Figure::new(
+                    &format!("store_first_fire_{kind}"),
+                    format!("{kind}: restart or takeover to the first overdue timer fired durably"),
+                    ms(first),
+                    "ms",
+                )
+                .note(format!(
+                    "{} timers pending; the snapshot loaded in {:.1} s",
+                    m.pending,
+                    load.as_secs_f64()
+                )),
+            );
+        }
     }
     Ok(out)
 }

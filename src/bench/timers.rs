@@ -85,46 +85,55 @@ fn open(app: &App, who: &crate::domain::Actor, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fills the sled folder `dir` with about `pending` timers: `overdue` incidents whose timers
+/// fell due two hours ago, then the bulk opened a day ahead by 8 callers at once. Returns the
+/// virtual instant the bulk was opened at.
+pub(super) fn fill_pending(
+    dir: &Path,
+    pending: usize,
+    overdue: usize,
+) -> anyhow::Result<DateTime<Utc>> {
+    let config = Arc::new(Config::builtin()?);
+    let now = Utc::now();
+    let past = now.checked_sub_signed(TimeDelta::hours(2)).unwrap_or(now);
+    fill_at(dir, (0..overdue).map(|_| past))?;
+    let future = now.checked_add_signed(TimeDelta::days(1)).unwrap_or(now);
+    let clock = Arc::new(VirtualClock::new(future));
+    let app = Arc::new(App::new(
+        Store::open_with(dir, &fill_options())?,
+        config,
+        clock,
+    ));
+    let incidents = pending.div_ceil(3).saturating_sub(overdue);
+    let callers = 8;
+    let threads: Vec<_> = (0..callers)
+        .map(|c| {
+            let app = app.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let alice = app.actor(&UserName::new("alice"));
+                let mut n = c;
+                while n < incidents {
+                    open(&app, &alice, n)?;
+                    n += callers;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join()
+            .map_err(|_| anyhow::anyhow!("a fill thread panicked"))??;
+    }
+    Ok(future)
+}
+
 /// With `pending` timers in the store: restart to the first overdue fire (open the folder, find
 /// the deadline, fire it, sync), five times; then the cost of firing one due timer.
 pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
     const OVERDUE: usize = 5;
     let config = Arc::new(Config::builtin()?);
-    let now = Utc::now();
     let t = Instant::now();
-    // A few incidents whose timers are overdue at restart, then the bulk far in the future,
-    // opened by 8 callers at once.
-    let past = now.checked_sub_signed(TimeDelta::hours(2)).unwrap_or(now);
-    fill_at(dir, (0..OVERDUE).map(|_| past))?;
-    let future = now.checked_add_signed(TimeDelta::days(1)).unwrap_or(now);
-    {
-        let clock = Arc::new(VirtualClock::new(future));
-        let app = Arc::new(App::new(
-            Store::open_with(dir, &fill_options())?,
-            config.clone(),
-            clock,
-        ));
-        let incidents = pending.div_ceil(3).saturating_sub(OVERDUE);
-        let callers = 8;
-        let threads: Vec<_> = (0..callers)
-            .map(|c| {
-                let app = app.clone();
-                std::thread::spawn(move || -> anyhow::Result<()> {
-                    let alice = app.actor(&UserName::new("alice"));
-                    let mut n = c;
-                    while n < incidents {
-                        open(&app, &alice, n)?;
-                        n += callers;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for th in threads {
-            th.join()
-                .map_err(|_| anyhow::anyhow!("a fill thread panicked"))??;
-        }
-    }
+    let future = fill_pending(dir, pending, OVERDUE)?;
     let fill = t.elapsed();
 
     let mut first_fire = Vec::new();

@@ -266,7 +266,7 @@ fn bench_with_a_store_url_puts_sled_and_postgres_side_by_side() {
     let url = pg.url("bench");
     let r = ok(run_plain(
         &[
-            "bench", "--rounds", "5", "--store", &url, "--format", "json",
+            "bench", "--rounds", "5", "--timers", "30", "--store", &url, "--format", "json",
         ],
         "",
     ));
@@ -283,6 +283,8 @@ fn bench_with_a_store_url_puts_sled_and_postgres_side_by_side() {
         assert!(value(&format!("store_commit_p50_{kind}")) > 0.0);
         assert!(value(&format!("store_fire_per_timer_{kind}")) > 0.0);
         assert!(value(&format!("store_reopen_{kind}")) > 0.0);
+        // Both loaded the same snapshot of pending timers first, and fired an overdue one.
+        assert!(value(&format!("store_first_fire_{kind}")) > 0.0);
     }
     // Both fired the same number of the same pending timers.
     let note = |key: &str| {
@@ -299,6 +301,13 @@ fn bench_with_a_store_url_puts_sled_and_postgres_side_by_side() {
         "{fired}"
     );
     assert_eq!(fired, note("store_fire_per_timer_postgres"));
+    let loaded = note("store_first_fire_sled");
+    assert!(loaded.contains("timers pending"), "{loaded}");
+    assert_eq!(
+        loaded.split(';').next(),
+        note("store_first_fire_postgres").split(';').next(),
+        "the same pending timers on both"
+    );
     // The database is left as the bench made it: a second run refuses, saying why.
     let r = run_plain(&["bench", "--rounds", "1", "--store", &url], "");
     assert!(
