@@ -585,21 +585,25 @@ impl DiscordPort {
         .await
     }
 
+    /// The channel's latest messages, newest first.
+    async fn recent(&self, channel: ChannelId) -> Result<Json, Failure> {
+        self.send(
+            Route::ChannelMessages {
+                channel_id: channel,
+            },
+            LightMethod::Get,
+            None,
+            Some(vec![("limit", RECENT.to_string())]),
+        )
+        .await
+    }
+
     /// Whether a message with this content is among the channel's latest, posted by a bot.
     // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
     // non-object and never panics: Discord's answers are read leniently, then checked.
     #[allow(clippy::indexing_slicing)]
     async fn already_posted(&self, channel: ChannelId, content: &str) -> Result<bool, Failure> {
-        let recent = self
-            .send(
-                Route::ChannelMessages {
-                    channel_id: channel,
-                },
-                LightMethod::Get,
-                None,
-                Some(vec![("limit", RECENT.to_string())]),
-            )
-            .await?;
+        let recent = self.recent(channel).await?;
         Ok(recent.as_array().is_some_and(|list| {
             list.iter().any(|m| {
                 m["author"]["bot"].as_bool() == Some(true) && m["content"].as_str() == Some(content)
@@ -900,17 +904,7 @@ impl DiscordPort {
     // non-object and never panics: Discord's answers are read leniently, then checked.
     #[allow(clippy::indexing_slicing)]
     async fn find_card(&self, inc: &Incident, channel: ChannelId) -> Result<Option<u64>, Failure> {
-        let recent = match self
-            .send(
-                Route::ChannelMessages {
-                    channel_id: channel,
-                },
-                LightMethod::Get,
-                None,
-                Some(vec![("limit", RECENT.to_string())]),
-            )
-            .await
-        {
+        let recent = match self.recent(channel).await {
             Ok(recent) => recent,
             Err(f) if f.status == Some(403) => {
                 tracing::warn!(incident = %inc.id, channel = channel.get(), reason = %f.what, "cannot read the channel's history to look for an earlier status card; posting one");
