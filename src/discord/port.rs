@@ -598,22 +598,69 @@ impl DiscordPort {
         .await
     }
 
-    /// Whether a message with this content is among the channel's latest, posted by a bot.
-    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
-    // non-object and never panics: Discord's answers are read leniently, then checked.
-    #[allow(clippy::indexing_slicing)]
-    async fn already_posted(&self, channel: ChannelId, content: &str) -> Result<bool, Failure> {
-        let recent = self.recent(channel).await?;
-        Ok(recent.as_array().is_some_and(|list| {
-            list.iter().any(|m| {
-                m["author"]["bot"].as_bool() == Some(true) && m["content"].as_str() == Some(content)
-            })
+    /// The oldest of the channel's latest messages that a bot posted and that `matches`. Without
+    /// Read Message History (403) nothing can be found: the caller posts, and the nonce still
+    /// guards a retry within Discord's window. Better once more than never.
+    async fn find_recent(
+        &self,
+        channel: ChannelId,
+        matches: impl Fn(&Json) -> bool,
+    ) -> Result<Option<Json>, Failure> {
+        let recent = match self.recent(channel).await {
+            Ok(recent) => recent,
+            Err(f) if f.status == Some(403) => {
+                tracing::warn!(channel = channel.get(), reason = %f.what, "cannot read the channel's history to check an earlier attempt; sending");
+                return Ok(None);
+            }
+            Err(f) => return Err(f),
+        };
+        // Listed newest first.
+        Ok(recent.as_array().and_then(|list| {
+            list.iter()
+                .rev()
+                .find(|m| m.pointer("/author/bot") == Some(&Json::Bool(true)) && matches(m))
+                .cloned()
         }))
     }
 
-    /// Posts one outbox message at most once, as far as can be known. Discord drops a repeated
-    /// nonce only for a few minutes, so an attempt is recorded before it is sent; a later retry
-    /// of an attempt that got no answer first looks for the message among the channel's latest.
+    /// Posts `m` at most once, as far as can be known, under the attempt record `key`. Discord
+    /// drops a repeated nonce only for a few minutes, so the attempt is recorded (in the store,
+    /// shared by replicas) before it is sent, and a later try that finds it first looks among
+    /// the channel's latest for a message that `matches`. Returns the message, and whether it
+    /// was found rather than made. A refusal (4xx) says for sure that nothing was made, and
+    /// drops the record; otherwise the caller drops it once the outcome is kept.
+    async fn post_recorded(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        m: &CreateMessage,
+        matches: impl Fn(&Json) -> bool,
+    ) -> Result<(Json, bool), Failure> {
+        if self.get_id(key) == Some(channel.get())
+            && let Some(found) = self.find_recent(channel, matches).await?
+        {
+            tracing::info!(
+                attempt = key,
+                channel = channel.get(),
+                "an earlier attempt had posted it; not sending it again"
+            );
+            return Ok((found, true));
+        }
+        self.put_id(key, channel.get())
+            .map_err(Self::from_delivery)?;
+        let r = self.post(channel, m).await;
+        if r.as_ref()
+            .err()
+            .is_some_and(|f| f.status.is_some_and(|s| s < 500))
+        {
+            self.forget(key);
+        }
+        r.map(|made| (made, false))
+    }
+
+    /// Posts one outbox message at most once (`post_recorded`, found again by its text). The
+    /// record stays until the courier has marked the message delivered (`ChatPort::delivered`):
+    /// a process killed in between leaves it, and whoever delivers next looks first.
     // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
     // non-object and never panics: Discord's answers are read leniently, then checked.
     #[allow(clippy::indexing_slicing)]
@@ -623,49 +670,19 @@ impl DiscordPort {
         id: u64,
         m: &CreateMessage,
     ) -> Result<Json, Failure> {
-        let key = format!("discord/attempt/{id}");
         let content = Self::json(m)
             .and_then(|b| serde_json::from_slice::<Json>(&b).ok())
             .and_then(|v| v["content"].as_str().map(str::to_string));
-        let earlier = self.get_id(&key).is_some();
-        let found = match &content {
-            Some(content) if earlier => match self.already_posted(channel, content).await {
-                Ok(found) => found,
-                // Without Read Message History the check cannot be made; the nonce still
-                // guards a retry within Discord's window. Better once more than never.
-                Err(f) if f.status == Some(403) => {
-                    tracing::warn!(outbox_id = id, channel = channel.get(), reason = %f.what, "cannot read the channel's history to check an earlier attempt; sending");
-                    false
-                }
-                Err(f) => return Err(f),
-            },
-            _ => false,
-        };
-        if found {
-            tracing::info!(
-                outbox_id = id,
-                channel = channel.get(),
-                "an earlier attempt had posted it; not sending it again"
-            );
-            self.forget(&key);
-            return Ok(Json::Null);
+        match content {
+            Some(content) => self
+                .post_recorded(channel, &format!("discord/attempt/{id}"), m, |msg| {
+                    msg["content"].as_str() == Some(content.as_str())
+                })
+                .await
+                .map(|(msg, _)| msg),
+            // Nothing to recognise it by.
+            None => self.post(channel, m).await,
         }
-        if content.is_some() {
-            self.put_id(&key, channel.get())
-                .map_err(Self::from_delivery)?;
-        }
-        let r = self.post(channel, m).await;
-        // A refusal (4xx) says for sure that no message was made. After a success the record
-        // stays until the courier has marked the message delivered (`ChatPort::delivered`): a
-        // process killed in between leaves it, and whoever delivers next looks first. A 5xx
-        // may come after Discord made the message, so it stays too.
-        if r.as_ref()
-            .err()
-            .is_some_and(|f| f.status.is_some_and(|s| s < 500))
-        {
-            self.forget(&key);
-        }
-        r
     }
 
     /// Who a person is on Discord: mapped under `[discord.users]`, or `discord-<id>`.
@@ -833,43 +850,26 @@ impl DiscordPort {
             }
         }
         // Posting the card and recording its id are two steps: a process killed or deposed
-        // between them leaves an attempt behind, and whoever posts the card next first looks
-        // for it among the channel's latest messages (Discord keeps a nonce only minutes).
+        // between them leaves the attempt behind, and the next try finds the card by its
+        // title's incident id (the rest of the title may have changed).
         let attempt = format!("discord/card-attempt/{}", inc.id.0);
-        let earlier = match self.get_id(&attempt) {
-            Some(ch) if ch == channel.get() => self.find_card(inc, channel).await?,
-            _ => None,
-        };
-        let id = match earlier {
-            Some(id) => {
-                tracing::info!(incident = %inc.id, channel = channel.get(), "an earlier attempt had posted the status card; using it");
-                id
-            }
-            None => {
-                self.put_id(&attempt, channel.get())
-                    .map_err(Self::from_delivery)?;
-                let made = self
-                    .post(
-                        channel,
-                        &CreateMessage::new()
-                            .embed(embed.clone())
-                            .nonce(Nonce::String(fit(&nonce, 25)))
-                            .enforce_nonce(true),
-                    )
-                    .await;
-                let made = match made {
-                    Err(f) if f.status.is_some_and(|s| s < 500) => {
-                        self.forget(&attempt);
-                        return Err(f);
-                    }
-                    r => r?,
-                };
-                made["id"]
-                    .as_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| Self::local("Discord answered a message without an id"))?
-            }
-        };
+        let prefix = card_title_prefix(inc);
+        let card = CreateMessage::new()
+            .embed(embed.clone())
+            .nonce(Nonce::String(fit(&nonce, 25)))
+            .enforce_nonce(true);
+        let (made, found) = self
+            .post_recorded(channel, &attempt, &card, |m| {
+                m["content"].as_str().unwrap_or("").is_empty()
+                    && m["embeds"][0]["title"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with(&prefix))
+            })
+            .await?;
+        let id = made["id"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Self::local("Discord answered a message without an id"))?;
         self.send(
             Route::ChannelPin {
                 channel_id: channel,
@@ -882,7 +882,7 @@ impl DiscordPort {
         .await?;
         self.put_id(&key, id).map_err(Self::from_delivery)?;
         self.forget(&attempt);
-        if earlier.is_some() {
+        if found {
             // The card found was drawn by the earlier attempt: show the incident as it is now.
             self.send(
                 Route::ChannelMessage {
@@ -896,36 +896,6 @@ impl DiscordPort {
             .await?;
         }
         Ok(())
-    }
-
-    /// The incident's status card among the channel's latest messages: the bot's, with no
-    /// text, and an embed titled with the incident's id (the title's rest may have changed).
-    // Indexing here is serde_json's `Value[&str]`, which yields Null for a missing key or a
-    // non-object and never panics: Discord's answers are read leniently, then checked.
-    #[allow(clippy::indexing_slicing)]
-    async fn find_card(&self, inc: &Incident, channel: ChannelId) -> Result<Option<u64>, Failure> {
-        let recent = match self.recent(channel).await {
-            Ok(recent) => recent,
-            Err(f) if f.status == Some(403) => {
-                tracing::warn!(incident = %inc.id, channel = channel.get(), reason = %f.what, "cannot read the channel's history to look for an earlier status card; posting one");
-                return Ok(None);
-            }
-            Err(f) => return Err(f),
-        };
-        let prefix = card_title_prefix(inc);
-        // Listed newest first: the earliest attempt's card is the oldest.
-        Ok(recent.as_array().and_then(|list| {
-            list.iter()
-                .rev()
-                .find(|m| {
-                    m["author"]["bot"].as_bool() == Some(true)
-                        && m["content"].as_str().unwrap_or("").is_empty()
-                        && m["embeds"][0]["title"]
-                            .as_str()
-                            .is_some_and(|t| t.starts_with(&prefix))
-                })
-                .and_then(|m| m["id"].as_str()?.parse().ok())
-        }))
     }
 }
 
@@ -948,10 +918,7 @@ impl ChatPort for DiscordPort {
     }
 
     fn delivered(&self, id: u64) {
-        let key = format!("discord/attempt/{id}");
-        if self.get_id(&key).is_some() {
-            self.forget(&key);
-        }
+        self.forget(&format!("discord/attempt/{id}"));
     }
 }
 
