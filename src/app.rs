@@ -250,8 +250,8 @@ impl App {
     pub(crate) fn storage_failure(&self, e: StoreError) -> Response {
         let e = self.store.explain(e);
         tracing::error!(error = %e, "storage failure");
-        if let StoreError::Corrupt { .. } = e {
-            // The one damaged-folder message, with its advice.
+        if let StoreError::Corrupt { .. } | StoreError::Unconfirmed { .. } = e {
+            // The damaged-folder and unconfirmed-write messages, each with its advice.
             return Response::error(e.to_string());
         }
         Response::error(format!(

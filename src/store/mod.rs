@@ -18,7 +18,9 @@
 //! the rest of the interface (`records.rs`). `Backend` is the interface both offer, and all that
 //! `App` and the front ends see.
 
+mod commit;
 pub mod integrity;
+mod journal;
 mod oncall;
 pub mod postgres;
 mod salvage;
@@ -81,6 +83,12 @@ pub enum StoreError {
         "this replica was deposed: its lease term {term} is no longer current (the lease is at term {current}); nothing was committed or sent"
     )]
     Deposed { term: i64, current: i64 },
+    /// A sync or an apply failed after the change reached the journal: whether it is kept is
+    /// known only after a restart replays the journal.
+    #[error(
+        "the data folder {dir} could not confirm a change reached the disk ({detail}); it may or may not have been kept, and this process saves nothing more. Check the disk, restart warroom (it completes what its journal holds), then look at /incident status"
+    )]
+    Unconfirmed { dir: PathBuf, detail: String },
     /// sled found corrupt data on a read; `Store::explain` turns it into `Corrupt`.
     #[error(
         "the data folder is damaged ({0}); nothing was changed. Move it aside to start afresh, or restore it from a backup"

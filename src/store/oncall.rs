@@ -32,7 +32,7 @@ impl Store {
         due: Option<DateTime<Utc>>,
         outbox: &[Outgoing],
     ) -> Result<(), StoreError> {
-        self.set_deadline(&self.handoffs, role, due, outbox)
+        self.set_deadline(super::journal::T::Handoffs, role, due, outbox)
     }
 
     /// Every stored override, oldest first.
@@ -52,11 +52,13 @@ impl Store {
 
     /// Stores an override, durably.
     pub fn put_override(&self, o: &Override) -> Result<(), StoreError> {
-        {
-            let _writing = self.writing();
-            self.overrides.insert(o.id.to_be_bytes(), to_json(o)?)?;
-            self.wrote();
-        }
-        self.make_all_durable()
+        let _writing = self.writing();
+        let value = to_json(o)?;
+        self.wp.write_with(true, |ws| {
+            ws.put(super::journal::T::Overrides, o.id.to_be_bytes(), &value);
+            Ok(())
+        })?;
+        self.wrote();
+        Ok(())
     }
 }

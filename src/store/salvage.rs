@@ -195,11 +195,15 @@ impl Store {
             // Renumbered too, so that a retried dead letter cannot collide with a new message.
             let mut d = d.clone();
             d.message.id = self.outbox_id()?;
-            self.dead.insert(d.message.id.to_be_bytes(), to_json(&d)?)?;
+            let value = to_json(&d)?;
+            self.wp.write_with(true, |ws| {
+                ws.put(super::journal::T::Dead, d.message.id.to_be_bytes(), &value);
+                Ok(())
+            })?;
         }
         for (k, v) in &s.adapter {
             if !k.starts_with("discord/attempt/") {
-                self.adapter.insert(k.as_bytes(), v.as_slice())?;
+                self.adapter_put(k, v)?;
             }
         }
         for (due, service) in &s.drills {

@@ -14,13 +14,16 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use super::commit::WritePath;
 use super::integrity;
+use super::journal::{self, T};
 use super::snapshot::{Snapshot, TimerLine};
 use super::{
     Commit, DeadLetter, DueTimer, Durability, Outgoing, StoreError, StoreOptions, TimerRecord,
@@ -46,18 +49,13 @@ pub struct Store {
     pub(super) handoffs: sled::Tree,
     pub(super) overrides: sled::Tree,
     pub(super) dir: PathBuf,
-    /// The commit record (see `integrity`), rewritten after every commit.
-    pub(super) record: File,
-    /// Incidents and timeline events committed, as in `meta`.
-    pub(super) counts: std::sync::Mutex<(u64, u64)>,
-    /// sled's log file, for `fdatasync`.
-    pub(super) log: Option<File>,
-    pub(super) durability: Durability,
-    /// Commits made, and commits known durable: see `make_durable`.
+    /// Every change goes through it: the journal, the commit record, the counts (`commit`).
+    pub(super) wp: Arc<WritePath>,
+    /// The checkpoint thread, and how it is told to stop.
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Commits made since open.
     pub(super) committed: std::sync::atomic::AtomicU64,
-    pub(super) synced: std::sync::Mutex<u64>,
-    /// Real data syncs issued (a counting hook for tests and the bench).
-    pub(super) syncs: std::sync::atomic::AtomicU64,
     /// The latest incidents committed, decoded: a command reads its incident from here instead
     /// of decoding it again. Written only after a successful commit; bounded.
     pub(super) recent: std::sync::Mutex<std::collections::HashMap<IncidentId, Incident>>,
@@ -435,35 +433,68 @@ impl Store {
         let tree = |name: &str| db.open_tree(name);
         let record = integrity::open_file(dir)
             .map_err(|e| unusable(format!("cannot open {}: {e}", integrity::RECORD_FILE)))?;
-        let store = Store {
-            incidents: tree("incidents")?,
-            timeline: tree("timeline")?,
-            timers: tree("timers")?,
-            by_incident: tree("timers_by_incident")?,
-            outbox: tree("outbox")?,
-            dead: tree("dead_letters")?,
-            meta: tree("meta")?,
-            adapter: tree("adapter")?,
-            schedule: tree("drill_schedule")?,
-            alert_groups: tree("alert_groups")?,
-            handoffs: tree("oncall_handoffs")?,
-            overrides: tree("oncall_overrides")?,
+        // In `journal::T` order.
+        let trees = [
+            tree("incidents")?,
+            tree("timeline")?,
+            tree("timers")?,
+            tree("timers_by_incident")?,
+            tree("outbox")?,
+            tree("dead_letters")?,
+            tree("meta")?,
+            tree("adapter")?,
+            tree("drill_schedule")?,
+            tree("alert_groups")?,
+            tree("oncall_handoffs")?,
+            tree("oncall_overrides")?,
+        ];
+        let [inc, tl, tm, idx, out, dead, meta, ad, sched, grp, hand, ovr] = trees.clone();
+        let wp = Arc::new(WritePath::new(
+            db.clone(),
+            trees,
+            // sled keeps its log in db/db; an fdatasync on any descriptor of it covers it.
+            File::open(db_path.join("db")).ok(),
+            record,
+            dir.to_path_buf(),
+        ));
+        let mut store = Store {
+            incidents: inc,
+            timeline: tl,
+            timers: tm,
+            by_incident: idx,
+            outbox: out,
+            dead,
+            meta,
+            adapter: ad,
+            schedule: sched,
+            alert_groups: grp,
+            handoffs: hand,
+            overrides: ovr,
             db,
             dir: dir.to_path_buf(),
-            record,
-            counts: std::sync::Mutex::new((0, 0)),
-            // sled keeps its log in db/db; an fdatasync on any descriptor of it covers it.
-            log: File::open(db_path.join("db")).ok(),
-            durability: options.durability,
+            wp,
+            checkpointer: None,
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             committed: std::sync::atomic::AtomicU64::new(0),
-            synced: std::sync::Mutex::new(0),
-            syncs: std::sync::atomic::AtomicU64::new(0),
             recent: std::sync::Mutex::new(std::collections::HashMap::new()),
             last_at: std::sync::Mutex::new(None),
             pause: std::sync::RwLock::new(()),
             outbox_floor: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         };
+        // Changes the journal holds that sled may not: completed before anything reads.
+        let applied = store.meta_u64("journal_applied")?.unwrap_or(0);
+        let replayed = journal::replay(dir, applied, |ws| {
+            store.wp.apply(ws).map_err(|e| e.to_string())
+        })
+        .map_err(corrupt)?;
+        if replayed.records > 0 {
+            tracing::info!(
+                records = replayed.records,
+                torn = replayed.torn,
+                "replayed the journal"
+            );
+        }
         match store.meta.get("schema")? {
             None => {
                 store.meta.insert("schema", SCHEMA)?;
@@ -486,7 +517,7 @@ impl Store {
                 counts.0, counts.1, r.incidents, r.events
             )));
         }
-        *store.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        *store.wp.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         if let Some(floor) = store
             .meta
             .get("outbox_floor")?
@@ -497,6 +528,32 @@ impl Store {
                 .outbox_floor
                 .store(floor, std::sync::atomic::Ordering::SeqCst);
         }
+        // What the replay applied is on disk in sled before its records can go.
+        store.wp.sync_sled()?;
+        match options.durability {
+            Durability::Fsync => {
+                store.wp.start_journal(replayed.last)?;
+                store.wp.checkpoint()?;
+            }
+            Durability::Flush => {
+                // Changes go straight into sled transactions; a journal left by the durable
+                // mode is replayed (above) and then goes.
+                if replayed.last > applied {
+                    store
+                        .meta
+                        .insert("journal_applied", &replayed.last.to_be_bytes())?;
+                    store.wp.sync_sled()?;
+                }
+                let left: Vec<PathBuf> = std::fs::read_dir(dir.join(journal::DIR))
+                    .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                    .unwrap_or_default();
+                journal::Journal::delete(dir, &left).map_err(unusable)?;
+            }
+        }
+        store.checkpointer = Some(
+            super::commit::spawn_checkpointer(store.wp.clone(), store.stop.clone())
+                .map_err(|e| unusable(format!("cannot start the checkpoint thread: {e}")))?,
+        );
         // In use from now on: a crash leaves it marked unclean, so the next open verifies.
         store.write_record(None, true)?;
         Ok(store)
@@ -530,7 +587,7 @@ impl Store {
         clean: Option<Vec<integrity::FileStat>>,
         sync: bool,
     ) -> Result<(), StoreError> {
-        let counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = *self.wp.counts.lock().unwrap_or_else(|p| p.into_inner());
         self.write_counts(counts, clean, sync)
     }
 
@@ -545,7 +602,7 @@ impl Store {
             events,
             clean,
         };
-        integrity::write(&self.record, &rec, sync).map_err(|e| StoreError::Unusable {
+        integrity::write(&self.wp.record, &rec, sync).map_err(|e| StoreError::Unusable {
             dir: self.dir.clone(),
             reason: format!("cannot write {}: {e}", integrity::RECORD_FILE),
         })
@@ -569,40 +626,28 @@ impl Store {
         self.committed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// How many real data syncs (`fdatasync`) have been issued since open.
+    /// How many real data syncs (`fdatasync`) changes have caused since open (checkpoints
+    /// apart).
     pub fn syncs(&self) -> u64 {
-        self.syncs.load(std::sync::atomic::Ordering::SeqCst)
+        self.wp.syncs.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Returns once commit number `upto` (and every one before it) is on disk, as the
-    /// configured durability means it. Callers that arrive while a sync is in flight wait for
-    /// it and then find their commit covered, or share the next one: one sync serves them all.
-    pub fn make_durable(&self, upto: u64) -> Result<(), StoreError> {
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced >= upto {
-            return Ok(());
-        }
-        // The counts first: every commit they include is in sled before the flush below, so
-        // the record written after it never claims more than the database holds.
-        let counts = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let covering = self.committed();
-        self.db.flush()?;
-        if self.durability == Durability::Fsync
-            && let Some(log) = &self.log
-        {
-            log.sync_data()
-                .map_err(|e| StoreError::Sled(format!("cannot sync the database to disk: {e}")))?;
-            self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        *synced = covering;
-        // Not synced on its own: it may lag behind the database after a crash, never lead it.
-        self.write_counts(counts, None, false)?;
-        Ok(())
+    /// How many checkpoints have completed since open.
+    pub fn checkpoints(&self) -> u64 {
+        self.wp
+            .checkpoints
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Makes every commit so far durable.
+    /// Runs a checkpoint now (see `commit`).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.wp.checkpoint()
+    }
+
+    /// Every change is durable, as the configured durability means it, when its write returns
+    /// (`commit`): nothing is left to do.
     pub fn make_all_durable(&self) -> Result<(), StoreError> {
-        self.make_durable(self.committed())
+        Ok(())
     }
 
     /// A storage error, with the damaged-folder message where sled found corrupt data.
@@ -746,7 +791,7 @@ impl Store {
             .map(prepare)
             .collect::<Result<_, StoreError>>()?;
         // Commits are serialised by the caller; the lock keeps the counts and meta in step.
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.wp.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mut next_counts = *counts;
         let mut next_incident: Option<u64> = None;
         for p in &prepared {
@@ -771,62 +816,52 @@ impl Store {
             .filter_map(|p| p.latest)
             .max()
             .filter(|at| last_at.is_none_or(|known| known < *at));
-        let result: Result<(), TransactionError<()>> = (
-            &self.incidents,
-            &self.timeline,
-            &self.timers,
-            &self.by_incident,
-            &self.outbox,
-            &self.meta,
-            &self.alert_groups,
-        )
-            .transaction(|(inc, tl, timers, idx, out, meta, groups)| {
-                for p in &prepared {
-                    inc.insert(&p.id.0.to_be_bytes(), p.incident.as_slice())?;
-                    if let Some(k) = &p.group_put {
-                        groups.insert(k.as_slice(), &p.id.0.to_be_bytes())?;
-                    }
-                    if let Some(k) = &p.group_del
-                        && groups.get(k.as_slice())?.as_deref() == Some(&p.id.0.to_be_bytes()[..])
-                    {
-                        groups.remove(k.as_slice())?;
-                    }
-                    for (k, v) in &p.events {
-                        tl.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    if let Some((tk, ik)) = &p.consumed {
-                        timers.remove(tk.as_slice())?;
-                        idx.remove(ik.as_slice())?;
-                    }
-                    for (tk, ik) in &p.removed {
-                        timers.remove(tk.as_slice())?;
-                        idx.remove(ik.as_slice())?;
-                    }
-                    for (tk, ik, v) in &p.added {
-                        timers.insert(tk.as_slice(), v.as_slice())?;
-                        idx.insert(ik.as_slice(), tk.as_slice())?;
-                    }
-                    for (k, v) in &p.outbox {
-                        out.insert(k, v.as_slice())?;
+        self.wp.write_with(true, |ws| {
+            for p in &prepared {
+                ws.put(T::Incidents, p.id.0.to_be_bytes(), &p.incident);
+                if let Some(k) = &p.group_put {
+                    ws.put(T::AlertGroups, k, p.id.0.to_be_bytes());
+                }
+                if let Some(k) = &p.group_del {
+                    let held = match ws.last(T::AlertGroups, k) {
+                        Some(v) => v.map(<[u8]>::to_vec),
+                        None => self.alert_groups.get(k)?.map(|v| v.to_vec()),
+                    };
+                    if held.as_deref() == Some(&p.id.0.to_be_bytes()[..]) {
+                        ws.remove(T::AlertGroups, k);
                     }
                 }
-                if let Some(n) = next_incident {
-                    let known = meta
-                        .get("next_incident")?
-                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                        .map(u64::from_be_bytes);
-                    if known.is_none_or(|k| k < n) {
-                        meta.insert("next_incident", &n.to_be_bytes())?;
-                    }
+                for (k, v) in &p.events {
+                    ws.put(T::Timeline, k, v);
                 }
-                meta.insert("count_incidents", &next_counts.0.to_be_bytes())?;
-                meta.insert("count_events", &next_counts.1.to_be_bytes())?;
-                if let Some(at) = latest {
-                    meta.insert("last_at", &at.to_be_bytes())?;
+                if let Some((tk, ik)) = &p.consumed {
+                    ws.remove(T::Timers, tk);
+                    ws.remove(T::ByIncident, ik);
                 }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        result?;
+                for (tk, ik) in &p.removed {
+                    ws.remove(T::Timers, tk);
+                    ws.remove(T::ByIncident, ik);
+                }
+                for (tk, ik, v) in &p.added {
+                    ws.put(T::Timers, tk, v);
+                    ws.put(T::ByIncident, ik, tk);
+                }
+                for (k, v) in &p.outbox {
+                    ws.put(T::Outbox, k, v);
+                }
+            }
+            if let Some(n) = next_incident
+                && self.meta_u64("next_incident")?.is_none_or(|k| k < n)
+            {
+                ws.put(T::Meta, "next_incident", n.to_be_bytes());
+            }
+            ws.put(T::Meta, "count_incidents", next_counts.0.to_be_bytes());
+            ws.put(T::Meta, "count_events", next_counts.1.to_be_bytes());
+            if let Some(at) = latest {
+                ws.put(T::Meta, "last_at", at.to_be_bytes());
+            }
+            Ok(())
+        })?;
         if latest.is_some() {
             *last_at = latest;
         }
@@ -839,8 +874,7 @@ impl Store {
             recent.insert(c.after.id, c.after.clone());
         }
         drop(recent);
-        // Not flushed here: `make_durable`, called once the caller's lock is released, flushes
-        // and syncs for every commit made meanwhile (group commit).
+        // Durable already: `write_with` synced the journal (or flushed sled) before applying.
         self.committed
             .fetch_add(prepared.len() as u64, std::sync::atomic::Ordering::SeqCst);
         *counts = next_counts;
@@ -914,10 +948,11 @@ impl Store {
     /// Removes a timer whose incident no longer knows it (it was already consumed).
     pub fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.timers.remove(&t.key)?;
-        self.by_incident.remove(index_key(t.incident, t.seq))?;
-        self.db.flush()?;
-        Ok(())
+        self.wp.write_with(true, |ws| {
+            ws.remove(T::Timers, &t.key);
+            ws.remove(T::ByIncident, index_key(t.incident, t.seq));
+            Ok(())
+        })
     }
 
     /// How many timers are pending. Walks the whole tree: for tests and reports, not hot paths.
@@ -959,14 +994,16 @@ impl Store {
     /// commit's sync, or sled's background flush, makes it durable.
     pub fn delivered(&self, id: u64) -> Result<(), StoreError> {
         let _writing = self.writing();
-        // The highest id ever delivered, so that a backup knows which ids were used (see
-        // `snapshot`): first, so that it never lags the removal.
-        let high = self.meta_u64("outbox_high")?;
-        if high.is_none_or(|h| h < id) {
-            self.meta.insert("outbox_high", &id.to_be_bytes())?;
-        }
-        self.outbox.remove(id.to_be_bytes())?;
-        Ok(())
+        self.wp.write_with(false, |ws| {
+            // The highest id ever delivered, so that a backup knows which ids were used (see
+            // `snapshot`): first, so that it never lags the removal.
+            let high = self.meta_u64("outbox_high")?;
+            if high.is_none_or(|h| h < id) {
+                ws.put(T::Meta, "outbox_high", id.to_be_bytes());
+            }
+            ws.remove(T::Outbox, id.to_be_bytes());
+            Ok(())
+        })
     }
 
     /// Queues `msgs` (copies, notices, a lost answer) in one batch. Fallback copies go through
@@ -977,13 +1014,12 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in &rows {
-            batch.insert(k, v.as_slice());
-        }
-        self.outbox.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.wp.write_with(true, |ws| {
+            for (k, v) in &rows {
+                ws.put(T::Outbox, k, v);
+            }
+            Ok(())
+        })
     }
 
     /// Queues the fallback copies of `original` and marks it as fallen back, in one
@@ -1003,21 +1039,16 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        let queued = self
-            .outbox
-            .transaction(|out| {
-                if out.get(key)?.is_none() {
-                    return Ok(false);
-                }
-                out.insert(&key, marked.as_slice())?;
-                for (k, v) in &rows {
-                    out.insert(k, v.as_slice())?;
-                }
-                Ok::<bool, ConflictableTransactionError<()>>(true)
-            })
-            .map_err(StoreError::from)?;
-        self.db.flush()?;
-        Ok(queued)
+        self.wp.write_with(true, |ws| {
+            if self.outbox.get(key)?.is_none() {
+                return Ok(false);
+            }
+            ws.put(T::Outbox, key, &marked);
+            for (k, v) in &rows {
+                ws.put(T::Outbox, k, v);
+            }
+            Ok(true)
+        })
     }
 
     /// The platform refused the message for good: keep it, out of the delivery queue, and queue
@@ -1039,18 +1070,14 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        (&self.outbox, &self.dead)
-            .transaction(|(out, dead)| {
-                out.remove(&key)?;
-                dead.insert(&key, record.as_slice())?;
-                for (k, v) in &notices {
-                    out.insert(k, v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(StoreError::from)?;
-        self.db.flush()?;
-        Ok(())
+        self.wp.write_with(true, |ws| {
+            ws.remove(T::Outbox, key);
+            ws.put(T::Dead, key, &record);
+            for (k, v) in &notices {
+                ws.put(T::Outbox, k, v);
+            }
+            Ok(())
+        })
     }
 
     /// Every dead letter, oldest first.
@@ -1072,16 +1099,13 @@ impl Store {
             .iter()
             .map(|d| Ok((d.message.id.to_be_bytes(), to_json(&d.message)?)))
             .collect::<Result<_, StoreError>>()?;
-        (&self.outbox, &self.dead)
-            .transaction(|(out, dead)| {
-                for (k, v) in &rows {
-                    dead.remove(k)?;
-                    out.insert(k, v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(StoreError::from)?;
-        self.db.flush()?;
+        self.wp.write_with(true, |ws| {
+            for (k, v) in &rows {
+                ws.remove(T::Dead, k);
+                ws.put(T::Outbox, k, v);
+            }
+            Ok(())
+        })?;
         Ok(rows.len())
     }
 
@@ -1103,7 +1127,7 @@ impl Store {
         due: Option<DateTime<Utc>>,
         outbox: &[Outgoing],
     ) -> Result<(), StoreError> {
-        self.set_deadline(&self.schedule, service, due, outbox)
+        self.set_deadline(T::Schedule, service, due, outbox)
     }
 
     /// Sets (or with `due` None, removes) `name`'s deadline in a tree of deadlines (drills,
@@ -1111,44 +1135,35 @@ impl Store {
     /// exactly once, with what it said. Durable when it returns, like a commit.
     pub(super) fn set_deadline(
         &self,
-        tree: &sled::Tree,
+        tree: T,
         name: &str,
         due: Option<DateTime<Utc>>,
         outbox: &[Outgoing],
     ) -> Result<(), StoreError> {
-        {
-            let _writing = self.writing();
-            let old: Vec<Vec<u8>> = deadlines(tree)?
-                .into_iter()
-                .filter(|(_, n)| n == name)
-                .map(|(d, n)| deadline_key(d, &n))
-                .collect();
-            let new = due.map(|d| deadline_key(d, name));
-            let out: Vec<([u8; 8], Vec<u8>)> = outbox
-                .iter()
-                .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
-                .collect::<Result<_, StoreError>>()?;
-            (tree, &self.outbox)
-                .transaction(|(t, ob)| {
-                    for k in &old {
-                        t.remove(k.as_slice())?;
-                    }
-                    if let Some(k) = &new {
-                        t.insert(k.as_slice(), name.as_bytes())?;
-                    }
-                    for (k, v) in &out {
-                        ob.insert(k, v.as_slice())?;
-                    }
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                })
-                .map_err(StoreError::from)?;
-            self.wrote();
-        }
-        self.make_all_durable()
+        let _writing = self.writing();
+        let out: Vec<([u8; 8], Vec<u8>)> = outbox
+            .iter()
+            .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.wp.write_with(true, |ws| {
+            for (d, n) in deadlines(self.wp.tree(tree))? {
+                if n == name {
+                    ws.remove(tree, deadline_key(d, &n));
+                }
+            }
+            if let Some(d) = due {
+                ws.put(tree, deadline_key(d, name), name.as_bytes());
+            }
+            for (k, v) in &out {
+                ws.put(T::Outbox, k, v);
+            }
+            Ok(())
+        })?;
+        self.wrote();
+        Ok(())
     }
 
-    /// Counts a write outside `commit_all` as a commit, so that the next `make_durable` syncs
-    /// it instead of finding every commit already covered.
+    /// Counts a write outside `commit_all` as a commit.
     pub(super) fn wrote(&self) {
         self.committed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -1161,16 +1176,18 @@ impl Store {
 
     pub fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.adapter.insert(key, value)?;
-        self.db.flush()?;
-        Ok(())
+        self.wp.write_with(true, |ws| {
+            ws.put(T::Adapter, key, value);
+            Ok(())
+        })
     }
 
     pub fn adapter_remove(&self, key: &str) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.adapter.remove(key)?;
-        self.db.flush()?;
-        Ok(())
+        self.wp.write_with(true, |ws| {
+            ws.remove(T::Adapter, key);
+            Ok(())
+        })
     }
 
     pub fn dead_letters(&self) -> usize {
@@ -1410,15 +1427,18 @@ impl Store {
         self.outbox_floor
             .store(s.next_outbox_id, std::sync::atomic::Ordering::SeqCst);
         *self.last_at.lock().unwrap_or_else(|p| p.into_inner()) = last_at;
-        *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+        *self.wp.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         self.recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.committed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Not journalled (a backup can be large): sled itself is made durable, and the
+        // checkpoint marks every earlier record as applied.
+        self.wp.sync_sled()?;
         drop(_alone);
-        self.make_all_durable()
+        self.wp.checkpoint()
     }
 }
 
@@ -1426,8 +1446,10 @@ impl Drop for Store {
     /// A clean close: everything flushed, then the files recorded, so that the next open can
     /// trust the folder without checking a copy.
     fn drop(&mut self) {
-        if let Err(e) = self.make_all_durable() {
-            tracing::error!(error = %e, "cannot sync the store at close");
+        super::commit::stop_checkpointer(&self.wp, &self.stop, self.checkpointer.take());
+        if let Err(e) = self.wp.checkpoint() {
+            tracing::error!(error = %e, "cannot checkpoint the journal at close");
+            return;
         }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "cannot flush the store at close");
