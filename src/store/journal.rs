@@ -359,6 +359,13 @@ impl Journal {
             .map_err(|e| format!("cannot sync {} to disk: {e}", self.path.display()))
     }
 
+    /// Another handle on the current segment, for syncing outside the writer's lock.
+    pub fn file(&self) -> Result<File, String> {
+        self.file
+            .try_clone()
+            .map_err(|e| format!("cannot open {} again: {e}", self.path.display()))
+    }
+
     /// Bytes in the current segment.
     pub fn len(&self) -> u64 {
         self.len

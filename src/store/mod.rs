@@ -3,7 +3,7 @@
 //! The contract:
 //! - **A commit** (`Store::commit`) applies one decision (an incident's new state, its timeline
 //!   events, its timer changes and its outgoing messages) atomically; it is durable, as
-//!   `StoreOptions::durability` says, once `Store::make_durable` has covered it, and no reply or
+//!   `StoreOptions::durability` says, once `Backend::make_all_durable` has covered it, and no reply or
 //!   delivery goes out before that.
 //! - **A claim**: a fired timer leaves the timers in the same commit that queues its messages,
 //!   so it fires exactly once.
@@ -12,7 +12,8 @@
 //! - **A damaged folder** is refused with `StoreError::Corrupt` and never written to
 //!   (`integrity`); `salvage` reads what survives, on a copy.
 //!
-//! `sled.rs` keeps it in one embedded sled database; `salvage.rs` is `warroom doctor`'s reader;
+//! `sled.rs` keeps it in one embedded sled database, written through `commit.rs` (one writer,
+//! the journal of `journal.rs`, group sync, checkpoints); `salvage.rs` is `warroom doctor`'s reader;
 //! `snapshot.rs` is the backup file's format (`warroom backup` and `warroom restore`);
 //! `postgres/` is the PostgreSQL store: schema, backups, commit path, lease and fencing, and
 //! the rest of the interface (`records.rs`). `Backend` is the interface both offer, and all that

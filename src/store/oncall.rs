@@ -16,11 +16,13 @@ use crate::domain::oncall::Override;
 impl Store {
     /// The earliest shift handoff: (due, role key).
     pub fn handoff_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        self.wp.settle()?;
         deadline_first(&self.handoffs)
     }
 
     /// Every pending shift handoff: (due, role key).
     pub fn handoffs(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        self.wp.settle()?;
         deadlines(&self.handoffs)
     }
 
@@ -37,12 +39,14 @@ impl Store {
 
     /// Every stored override, oldest first.
     pub fn overrides(&self) -> Result<Vec<Override>, StoreError> {
+        self.wp.settle()?;
         self.decode_all("an on-call override", self.overrides.iter())
     }
 
     /// The next override number: one past the highest stored. Removed overrides stay stored
     /// (marked), so a number is never handed out twice.
     pub fn override_id(&self) -> Result<u64, StoreError> {
+        self.wp.settle()?;
         let last = self
             .overrides
             .last()?
@@ -54,7 +58,7 @@ impl Store {
     pub fn put_override(&self, o: &Override) -> Result<(), StoreError> {
         let _writing = self.writing();
         let value = to_json(o)?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(super::commit::Mode::Durable, |ws| {
             ws.put(super::journal::T::Overrides, o.id.to_be_bytes(), &value);
             Ok(())
         })?;

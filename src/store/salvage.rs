@@ -196,7 +196,7 @@ impl Store {
             let mut d = d.clone();
             d.message.id = self.outbox_id()?;
             let value = to_json(&d)?;
-            self.wp.write_with(true, |ws| {
+            self.wp.write_with(super::commit::Mode::Durable, |ws| {
                 ws.put(super::journal::T::Dead, d.message.id.to_be_bytes(), &value);
                 Ok(())
             })?;

@@ -6,10 +6,11 @@
 //! own mappings, such as Discord channel ids), `drill_schedule`, `oncall_handoffs`,
 //! `oncall_overrides`, `alert_groups` (alert source ‖
 //! 0 ‖ group key → the open incident that holds the group, mirrored from `Incident::alert` in
-//! the same transaction), and `meta`.
-//! Every change of a command or fired timer is one multi-tree transaction. A fired timer leaves
-//! `timers` in the same transaction that puts its messages in `outbox`, so it is claimed exactly
-//! once and its messages survive a crash.
+//! the same change), and `meta`.
+//! Every change of a command or fired timer is one write set, journalled and then applied
+//! (`commit.rs`): all of it survives a crash or none. A fired timer leaves `timers` in the same
+//! change that puts its messages in `outbox`, so it is claimed exactly once and its messages
+//! survive a crash.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::commit::WritePath;
+use super::commit::{Mode, WritePath};
 use super::integrity;
 use super::journal::{self, T};
 use super::snapshot::{Snapshot, TimerLine};
@@ -644,10 +645,10 @@ impl Store {
         self.wp.checkpoint()
     }
 
-    /// Every change is durable, as the configured durability means it, when its write returns
-    /// (`commit`): nothing is left to do.
+    /// Returns once every change made so far is durable, as the configured durability means
+    /// it, and applied: the group commit's wait (see `commit`).
     pub fn make_all_durable(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.wp.settle()
     }
 
     /// A storage error, with the damaged-folder message where sled found corrupt data.
@@ -678,6 +679,7 @@ impl Store {
 
     /// The time of the latest event ever committed here, if any.
     pub fn last_event_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.wp.settle()?;
         Ok(self
             .meta
             .get("last_at")?
@@ -688,6 +690,7 @@ impl Store {
 
     /// The id the next opened incident gets.
     pub fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+        self.wp.settle()?;
         Ok(IncidentId(match self.meta.get("next_incident")? {
             Some(v) => {
                 u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0, 0, 0, 0, 0, 0, 0, 1]))
@@ -705,6 +708,7 @@ impl Store {
         {
             return Ok(Some(i.clone()));
         }
+        self.wp.settle()?;
         match self.incidents.get(id.0.to_be_bytes())? {
             Some(v) => Ok(Some(self.decode(&format!("{id}"), &v)?)),
             None => Ok(None),
@@ -726,12 +730,14 @@ impl Store {
     }
 
     pub fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.wp.settle()?;
         self.decode_all("an incident", self.incidents.iter())
     }
 
     /// The newest open incident, reading backwards from the newest: start-up stays quick
     /// however many incidents the folder holds.
     pub fn latest_open(&self) -> Result<Option<Incident>, StoreError> {
+        self.wp.settle()?;
         for kv in self.incidents.iter().rev() {
             let (_, v) = kv?;
             let inc: Incident = self.decode("an incident", &v)?;
@@ -748,6 +754,7 @@ impl Store {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<Incident>, StoreError> {
+        self.wp.settle()?;
         let mut out = Vec::new();
         for kv in self.incidents.iter().rev() {
             let (_, v) = kv?;
@@ -761,6 +768,7 @@ impl Store {
     }
 
     pub fn events(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        self.wp.settle()?;
         self.decode_all(
             "a timeline event",
             self.timeline.scan_prefix(id.0.to_be_bytes()),
@@ -773,7 +781,7 @@ impl Store {
         Ok(self.db.generate_id()?.saturating_add(floor))
     }
 
-    /// Applies one decision atomically (not yet durable: see `make_durable`).
+    /// Applies one decision atomically (not yet durable: see `make_all_durable`).
     pub fn commit(&self, c: Commit) -> Result<(), StoreError> {
         self.commit_all(std::slice::from_ref(&c))
     }
@@ -804,6 +812,7 @@ impl Store {
         }
         let mut last_at = self.last_at.lock().unwrap_or_else(|p| p.into_inner());
         if last_at.is_none() {
+            self.wp.settle()?;
             *last_at = self
                 .meta
                 .get("last_at")?
@@ -816,13 +825,15 @@ impl Store {
             .filter_map(|p| p.latest)
             .max()
             .filter(|at| last_at.is_none_or(|known| known < *at));
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Deferred, |ws| {
             for p in &prepared {
                 ws.put(T::Incidents, p.id.0.to_be_bytes(), &p.incident);
                 if let Some(k) = &p.group_put {
                     ws.put(T::AlertGroups, k, p.id.0.to_be_bytes());
                 }
                 if let Some(k) = &p.group_del {
+                    // Earlier changes may still wait to be applied (`Mode::Deferred`).
+                    self.wp.settle()?;
                     let held = match ws.last(T::AlertGroups, k) {
                         Some(v) => v.map(<[u8]>::to_vec),
                         None => self.alert_groups.get(k)?.map(|v| v.to_vec()),
@@ -851,7 +862,11 @@ impl Store {
                 }
             }
             if let Some(n) = next_incident
-                && self.meta_u64("next_incident")?.is_none_or(|k| k < n)
+                && self
+                    .wp
+                    .settle()
+                    .and_then(|()| self.meta_u64("next_incident"))?
+                    .is_none_or(|k| k < n)
             {
                 ws.put(T::Meta, "next_incident", n.to_be_bytes());
             }
@@ -874,7 +889,9 @@ impl Store {
             recent.insert(c.after.id, c.after.clone());
         }
         drop(recent);
-        // Durable already: `write_with` synced the journal (or flushed sled) before applying.
+        // Not durable yet: `make_all_durable`, called once the caller's lock is released,
+        // syncs and applies every change made meanwhile (group commit). Until then the
+        // incidents are read from `recent`, and any other read settles first.
         self.committed
             .fetch_add(prepared.len() as u64, std::sync::atomic::Ordering::SeqCst);
         *counts = next_counts;
@@ -888,6 +905,7 @@ impl Store {
         source: &str,
         group: &str,
     ) -> Result<Option<IncidentId>, StoreError> {
+        self.wp.settle()?;
         Ok(self
             .alert_groups
             .get(alert_group_key(source, group))?
@@ -897,6 +915,7 @@ impl Store {
 
     /// The earliest pending timer.
     pub fn next_timer(&self) -> Result<Option<DueTimer>, StoreError> {
+        self.wp.settle()?;
         let Some((k, _)) = self.timers.first()? else {
             return Ok(None);
         };
@@ -920,6 +939,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueTimer>, StoreError> {
+        self.wp.settle()?;
         let mut out = Vec::new();
         for kv in self.timers.iter() {
             if out.len() >= limit {
@@ -948,7 +968,7 @@ impl Store {
     /// Removes a timer whose incident no longer knows it (it was already consumed).
     pub fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             ws.remove(T::Timers, &t.key);
             ws.remove(T::ByIncident, index_key(t.incident, t.seq));
             Ok(())
@@ -957,11 +977,13 @@ impl Store {
 
     /// How many timers are pending. Walks the whole tree: for tests and reports, not hot paths.
     pub fn pending_timers(&self) -> usize {
+        let _ = self.wp.settle();
         self.timers.len()
     }
 
     /// The pending timers of one incident, through the by-incident index.
     pub fn timers_of(&self, id: IncidentId) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        self.wp.settle()?;
         self.by_incident
             .scan_prefix(id.0.to_be_bytes())
             .map(|kv| {
@@ -978,10 +1000,12 @@ impl Store {
 
     /// Messages waiting for delivery, oldest first.
     pub fn outbox(&self) -> Result<Vec<Outgoing>, StoreError> {
+        self.wp.settle()?;
         self.decode_all("an outbox message", self.outbox.iter())
     }
 
     pub fn outbox_first(&self) -> Result<Option<Outgoing>, StoreError> {
+        self.wp.settle()?;
         match self.outbox.first()? {
             Some((_, v)) => Ok(Some(self.decode("an outbox message", &v)?)),
             None => Ok(None),
@@ -994,7 +1018,7 @@ impl Store {
     /// commit's sync, or sled's background flush, makes it durable.
     pub fn delivered(&self, id: u64) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.wp.write_with(false, |ws| {
+        self.wp.write_with(Mode::Unsynced, |ws| {
             // The highest id ever delivered, so that a backup knows which ids were used (see
             // `snapshot`): first, so that it never lags the removal.
             let high = self.meta_u64("outbox_high")?;
@@ -1014,7 +1038,7 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             for (k, v) in &rows {
                 ws.put(T::Outbox, k, v);
             }
@@ -1039,7 +1063,7 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             if self.outbox.get(key)?.is_none() {
                 return Ok(false);
             }
@@ -1070,7 +1094,7 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             ws.remove(T::Outbox, key);
             ws.put(T::Dead, key, &record);
             for (k, v) in &notices {
@@ -1082,11 +1106,13 @@ impl Store {
 
     /// Every dead letter, oldest first.
     pub fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.wp.settle()?;
         self.decode_all("a dead letter", self.dead.iter())
     }
 
     /// Puts dead letters back in the outbox (`id` None: all of them). Returns how many.
     pub fn retry_dead(&self, id: Option<u64>) -> Result<usize, StoreError> {
+        self.wp.settle()?;
         let _writing = self.writing();
         let letters: Vec<DeadLetter> = match id {
             Some(id) => match self.dead.get(id.to_be_bytes())? {
@@ -1099,7 +1125,7 @@ impl Store {
             .iter()
             .map(|d| Ok((d.message.id.to_be_bytes(), to_json(&d.message)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             for (k, v) in &rows {
                 ws.remove(T::Dead, k);
                 ws.put(T::Outbox, k, v);
@@ -1111,11 +1137,13 @@ impl Store {
 
     /// The earliest scheduled drill: (due, service).
     pub fn drill_first(&self) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        self.wp.settle()?;
         deadline_first(&self.schedule)
     }
 
     /// Every scheduled drill: (due, service).
     pub fn drills(&self) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        self.wp.settle()?;
         deadlines(&self.schedule)
     }
 
@@ -1145,7 +1173,7 @@ impl Store {
             .iter()
             .map(|o| Ok((o.id.to_be_bytes(), to_json(o)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             for (d, n) in deadlines(self.wp.tree(tree))? {
                 if n == name {
                     ws.remove(tree, deadline_key(d, &n));
@@ -1171,12 +1199,13 @@ impl Store {
 
     /// A front end's own durable mapping (for example incident → Discord channel id).
     pub fn adapter_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.wp.settle()?;
         Ok(self.adapter.get(key)?.map(|v| v.to_vec()))
     }
 
     pub fn adapter_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             ws.put(T::Adapter, key, value);
             Ok(())
         })
@@ -1184,13 +1213,14 @@ impl Store {
 
     pub fn adapter_remove(&self, key: &str) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.wp.write_with(true, |ws| {
+        self.wp.write_with(Mode::Durable, |ws| {
             ws.remove(T::Adapter, key);
             Ok(())
         })
     }
 
     pub fn dead_letters(&self) -> usize {
+        let _ = self.wp.settle();
         self.dead.len()
     }
 
@@ -1199,6 +1229,8 @@ impl Store {
     /// silently.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let _alone = self.pause.write().unwrap_or_else(|p| p.into_inner());
+        // No change can start while this is held; the ones made before are applied.
+        self.wp.settle()?;
         let malformed = |what: &str| StoreError::Corrupt {
             dir: self.dir.clone(),
             detail: format!("{what} is malformed"),
@@ -1283,6 +1315,7 @@ impl Store {
 
     /// What this store already holds, if anything: a restore goes only into an empty store.
     pub fn holds(&self) -> Option<String> {
+        let _ = self.wp.settle();
         let trees = [
             ("incident(s)", &self.incidents),
             ("pending timer(s)", &self.timers),
@@ -1307,6 +1340,8 @@ impl Store {
     /// a store that holds anything.
     pub fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
         let _alone = self.pause.write().unwrap_or_else(|p| p.into_inner());
+        // No change can start while this is held; the ones made before are applied.
+        self.wp.settle()?;
         if let Some(held) = self.holds() {
             return Err(StoreError::NotEmpty {
                 target: self.dir.display().to_string(),
