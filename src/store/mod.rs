@@ -286,7 +286,7 @@ pub trait Backend: Send + Sync {
     /// Removes a timer its incident no longer knows (already consumed).
     fn drop_timer(&self, t: &DueTimer) -> Result<(), StoreError>;
     fn pending_timers(&self) -> Result<usize, StoreError>;
-    /// The deadlines of one incident's pending timers, as the timer index holds them.
+    /// The deadlines of one incident's pending timers, as the stored timers hold them (not the incident record).
     fn timers_of(&self, id: IncidentId) -> Result<Vec<DateTime<Utc>>, StoreError>;
     /// Applies the decisions, in order, as one atomic unit (claiming their fired timers).
     fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError>;

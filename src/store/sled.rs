@@ -1,7 +1,8 @@
 //! The store kept in one embedded sled database in one data folder.
 //!
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
-//! timer, so the first key is the next deadline), `timers_by_incident` (id ‖ seq → timers key),
+//! timer, so the first key is the next deadline), `timers_by_incident` (no longer written: an
+//! index nothing read, which cost two writes per command; older folders keep theirs),
 //! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
 //! own mappings, such as Discord channel ids), `drill_schedule`, `oncall_handoffs`,
 //! `oncall_overrides`, `alert_groups` (alert source ‖
@@ -38,7 +39,6 @@ pub struct Store {
     pub(super) incidents: sled::Tree,
     pub(super) timeline: sled::Tree,
     pub(super) timers: sled::Tree,
-    pub(super) by_incident: sled::Tree,
     pub(super) outbox: sled::Tree,
     pub(super) dead: sled::Tree,
     pub(super) meta: sled::Tree,
@@ -270,9 +270,11 @@ struct Prepared {
     new_incident: bool,
     incident: Vec<u8>,
     events: Vec<(Vec<u8>, Vec<u8>)>,
-    consumed: Option<(Vec<u8>, Vec<u8>)>,
-    removed: Vec<(Vec<u8>, Vec<u8>)>,
-    added: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// Timer keys: the fired one, the ones the decision dropped, the ones it added (with
+    /// their records).
+    consumed: Option<Vec<u8>>,
+    removed: Vec<Vec<u8>>,
+    added: Vec<(Vec<u8>, Vec<u8>)>,
     outbox: Vec<([u8; 8], Vec<u8>)>,
     latest: Option<i64>,
     /// The alert group index follows the incident: held while it is open, let go once not.
@@ -286,7 +288,7 @@ fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
     let removed = old
         .iter()
         .filter(|t| !c.after.timers.iter().any(|n| n.seq == t.seq))
-        .map(|t| (timer_key(t.due, id, t.seq), index_key(id, t.seq)))
+        .map(|t| timer_key(t.due, id, t.seq))
         .collect();
     let added = c
         .after
@@ -299,11 +301,7 @@ fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
                 seq: t.seq,
                 kind: t.kind.clone(),
             };
-            Ok((
-                timer_key(t.due, id, t.seq),
-                index_key(id, t.seq),
-                to_json(&rec)?,
-            ))
+            Ok((timer_key(t.due, id, t.seq), to_json(&rec)?))
         })
         .collect::<Result<_, StoreError>>()?;
     let group_key = c
@@ -326,9 +324,7 @@ fn prepare(c: &Commit) -> Result<Prepared, StoreError> {
             .iter()
             .map(|e| Ok((event_key(id, e.seq), to_json(e)?)))
             .collect::<Result<_, StoreError>>()?,
-        consumed: c
-            .consumed
-            .map(|t| (t.key.clone(), index_key(t.incident, t.seq))),
+        consumed: c.consumed.map(|t| t.key.clone()),
         removed,
         added,
         outbox: c
@@ -449,7 +445,20 @@ impl Store {
             tree("oncall_handoffs")?,
             tree("oncall_overrides")?,
         ];
-        let [inc, tl, tm, idx, out, dead, meta, ad, sched, grp, hand, ovr] = trees.clone();
+        let [
+            inc,
+            tl,
+            tm,
+            _by_incident,
+            out,
+            dead,
+            meta,
+            ad,
+            sched,
+            grp,
+            hand,
+            ovr,
+        ] = trees.clone();
         let wp = Arc::new(WritePath::new(
             db.clone(),
             trees,
@@ -462,7 +471,6 @@ impl Store {
             incidents: inc,
             timeline: tl,
             timers: tm,
-            by_incident: idx,
             outbox: out,
             dead,
             meta,
@@ -788,7 +796,7 @@ impl Store {
 
     /// Applies several decisions, in order, as one sled transaction: all of them or none.
     /// A later decision may follow an earlier one on the same incident (its `before` is the
-    /// earlier `after`); the timer index ends as the last one leaves it.
+    /// earlier `after`); the timers end as the last one leaves them.
     pub fn commit_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
         let _writing = self.writing();
         if commits.is_empty() {
@@ -845,17 +853,14 @@ impl Store {
                 for (k, v) in &p.events {
                     ws.put(T::Timeline, k, v);
                 }
-                if let Some((tk, ik)) = &p.consumed {
+                if let Some(tk) = &p.consumed {
                     ws.remove(T::Timers, tk);
-                    ws.remove(T::ByIncident, ik);
                 }
-                for (tk, ik) in &p.removed {
+                for tk in &p.removed {
                     ws.remove(T::Timers, tk);
-                    ws.remove(T::ByIncident, ik);
                 }
-                for (tk, ik, v) in &p.added {
+                for (tk, v) in &p.added {
                     ws.put(T::Timers, tk, v);
-                    ws.put(T::ByIncident, ik, tk);
                 }
                 for (k, v) in &p.outbox {
                     ws.put(T::Outbox, k, v);
@@ -970,7 +975,6 @@ impl Store {
         let _writing = self.writing();
         self.wp.write_with(Mode::Durable, |ws| {
             ws.remove(T::Timers, &t.key);
-            ws.remove(T::ByIncident, index_key(t.incident, t.seq));
             Ok(())
         })
     }
@@ -981,21 +985,22 @@ impl Store {
         self.timers.len()
     }
 
-    /// The pending timers of one incident, through the by-incident index.
+    /// The pending timers of one incident, as the `timers` tree holds them. Walks the whole
+    /// tree: for tests and checks, not hot paths.
     pub fn timers_of(&self, id: IncidentId) -> Result<Vec<DateTime<Utc>>, StoreError> {
         self.wp.settle()?;
-        self.by_incident
-            .scan_prefix(id.0.to_be_bytes())
-            .map(|kv| {
-                let (_, tk) = kv?;
-                decode_timer_key(&tk)
-                    .map(|(due, _, _)| due)
-                    .ok_or_else(|| StoreError::Corrupt {
-                        dir: self.dir.clone(),
-                        detail: "a timer index entry is malformed".into(),
-                    })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.timers.iter() {
+            let (k, _) = kv?;
+            let (due, incident, _) = decode_timer_key(&k).ok_or_else(|| StoreError::Corrupt {
+                dir: self.dir.clone(),
+                detail: "a timer key is malformed".into(),
+            })?;
+            if incident == id {
+                out.push(due);
+            }
+        }
+        Ok(out)
     }
 
     /// Messages waiting for delivery, oldest first.
@@ -1361,7 +1366,7 @@ impl Store {
                 .map(|(id, e)| Ok((event_key(*id, e.seq), to_json(e)?)))
                 .collect::<Result<_, StoreError>>()?,
         );
-        let timers: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = s
+        let timers: Vec<(Vec<u8>, Vec<u8>)> = s
             .timers
             .iter()
             .map(|t| {
@@ -1370,11 +1375,7 @@ impl Store {
                     seq: t.seq,
                     kind: t.kind.clone(),
                 };
-                Ok((
-                    timer_key(t.due, t.incident, t.seq),
-                    index_key(t.incident, t.seq),
-                    to_json(&rec)?,
-                ))
+                Ok((timer_key(t.due, t.incident, t.seq), to_json(&rec)?))
             })
             .collect::<Result<_, StoreError>>()?;
         let outbox = rows(
@@ -1405,7 +1406,6 @@ impl Store {
             &self.incidents,
             &self.timeline,
             &self.timers,
-            &self.by_incident,
             &self.outbox,
             &self.dead,
             &self.adapter,
@@ -1415,49 +1415,46 @@ impl Store {
             &self.overrides,
             &self.meta,
         )
-            .transaction(
-                |(inc, tl, tm, idx, out, dl, ad, sched, grp, hand, ovr, meta)| {
-                    for (k, v) in &incidents {
-                        inc.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for (k, v) in &events {
-                        tl.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for (tk, ik, v) in &timers {
-                        tm.insert(tk.as_slice(), v.as_slice())?;
-                        idx.insert(ik.as_slice(), tk.as_slice())?;
-                    }
-                    for (k, v) in &outbox {
-                        out.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for (k, v) in &dead {
-                        dl.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for (k, v) in &s.adapter {
-                        ad.insert(k.as_bytes(), v.as_slice())?;
-                    }
-                    for (due, service) in &s.drills {
-                        sched.insert(deadline_key(*due, service), service.as_bytes())?;
-                    }
-                    for (k, v) in &groups {
-                        grp.insert(k.as_slice(), v)?;
-                    }
-                    for (due, role) in &s.handoffs {
-                        hand.insert(deadline_key(*due, role), role.as_bytes())?;
-                    }
-                    for (k, v) in &overrides {
-                        ovr.insert(k, v.as_slice())?;
-                    }
-                    meta.insert("next_incident", &s.next_incident.to_be_bytes())?;
-                    meta.insert("outbox_floor", &s.next_outbox_id.to_be_bytes())?;
-                    meta.insert("count_incidents", &counts.0.to_be_bytes())?;
-                    meta.insert("count_events", &counts.1.to_be_bytes())?;
-                    if let Some(at) = last_at {
-                        meta.insert("last_at", &at.to_be_bytes())?;
-                    }
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                },
-            );
+            .transaction(|(inc, tl, tm, out, dl, ad, sched, grp, hand, ovr, meta)| {
+                for (k, v) in &incidents {
+                    inc.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &events {
+                    tl.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (tk, v) in &timers {
+                    tm.insert(tk.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &outbox {
+                    out.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &dead {
+                    dl.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &s.adapter {
+                    ad.insert(k.as_bytes(), v.as_slice())?;
+                }
+                for (due, service) in &s.drills {
+                    sched.insert(deadline_key(*due, service), service.as_bytes())?;
+                }
+                for (k, v) in &groups {
+                    grp.insert(k.as_slice(), v)?;
+                }
+                for (due, role) in &s.handoffs {
+                    hand.insert(deadline_key(*due, role), role.as_bytes())?;
+                }
+                for (k, v) in &overrides {
+                    ovr.insert(k, v.as_slice())?;
+                }
+                meta.insert("next_incident", &s.next_incident.to_be_bytes())?;
+                meta.insert("outbox_floor", &s.next_outbox_id.to_be_bytes())?;
+                meta.insert("count_incidents", &counts.0.to_be_bytes())?;
+                meta.insert("count_events", &counts.1.to_be_bytes())?;
+                if let Some(at) = last_at {
+                    meta.insert("last_at", &at.to_be_bytes())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
         result?;
         self.outbox_floor
             .store(s.next_outbox_id, std::sync::atomic::Ordering::SeqCst);

@@ -311,7 +311,7 @@ fn a_durable_commit_syncs_the_disk_before_the_reply_and_concurrent_commits_share
         "{syncs} syncs for {commits} commits"
     );
     // Decided in rounds, each update saw the one before it: none is lost or doubled, and the
-    // timer index agrees with the incident.
+    // stored timers agree with the incident.
     let events = app.store().events(warroom::domain::IncidentId(1)).unwrap();
     for t in 0..8 {
         for n in 0..25 {
@@ -342,7 +342,10 @@ fn a_durable_commit_syncs_the_disk_before_the_reply_and_concurrent_commits_share
         .timers_of(warroom::domain::IncidentId(1))
         .unwrap();
     indexed.sort();
-    assert_eq!(held, indexed, "the timer index disagrees with the incident");
+    assert_eq!(
+        held, indexed,
+        "the stored timers disagree with the incident"
+    );
     say(&format!(
         "group commit: {commits} concurrent commits, {syncs} fdatasync calls"
     ));
