@@ -74,6 +74,8 @@ pub struct WritePath {
     applying: Mutex<()>,
     /// Why changes are refused, once a sync or an apply failed.
     broken: Mutex<Option<String>>,
+    /// Without a journal: a change was applied that no sled flush has covered yet.
+    dirty: std::sync::atomic::AtomicBool,
     pub db: sled::Db,
     trees: [sled::Tree; 12],
     /// sled's log file, for `fdatasync`.
@@ -113,6 +115,7 @@ impl WritePath {
             synced: AtomicU64::new(0),
             applying: Mutex::new(()),
             broken: Mutex::new(None),
+            dirty: std::sync::atomic::AtomicBool::new(false),
             db,
             trees,
             log,
@@ -200,6 +203,14 @@ impl WritePath {
     /// overlap another's apply, and one sync covers every record queued before it.
     pub fn settle(&self) -> Result<(), StoreError> {
         self.check()?;
+        if self.dirty.load(Ordering::SeqCst) {
+            // `flush` mode: the flush runs under the sync lock, so a caller that finds the
+            // flag already taken waits for the flush that covers its change.
+            let _file = lock(&self.sync);
+            if self.dirty.swap(false, Ordering::SeqCst) {
+                self.db.flush()?;
+            }
+        }
         let target = self.appended.load(Ordering::SeqCst);
         if self.synced.load(Ordering::SeqCst) < target {
             let file = lock(&self.sync);
@@ -262,13 +273,23 @@ impl WritePath {
         }
         let Some(j) = w.journal.as_mut() else {
             self.apply_atomically(&ws)?;
-            if mode == Mode::Durable {
-                self.db.flush()?;
+            match mode {
+                Mode::Durable => {
+                    self.db.flush()?;
+                }
+                // Flushed by the `settle` its caller makes before answering.
+                Mode::Deferred => self.dirty.store(true, Ordering::SeqCst),
+                Mode::Unsynced => {}
             }
             return Ok(out);
         };
-        // Nothing was written if the append failed: the change is refused whole.
-        let seq = j.append(&ws).map_err(|e| self.unusable(e))?;
+        // Nothing was written if the append failed: the change is refused whole. If the failed
+        // write could not be cut off again, nothing more is written until a restart.
+        let seq = match j.append(&ws) {
+            Ok(seq) => seq,
+            Err(e) if j.failed => return Err(self.break_with(e)),
+            Err(e) => return Err(self.unusable(e)),
+        };
         let ask = j.len() > journal::ROTATE_BYTES && !j.asked;
         if ask {
             j.asked = true;
@@ -385,9 +406,8 @@ impl WritePath {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let (upto, closed, counts) = {
             let mut w = lock(&self.writer);
-            if self.broken().is_some() {
-                return Ok(());
-            }
+            // A broken store knows not what reached the disk: no record may say it does.
+            self.check()?;
             self.settle()?;
             // Read with everything applied and nothing else running: what the flush below
             // covers, so the record never claims more than sled holds.
@@ -503,10 +523,11 @@ mod tests {
         j.append(&ws).unwrap();
         j.sync().unwrap();
         drop(j);
+        // The newest segment: the one just written.
         let seg = std::fs::read_dir(dir.path().join(super::journal::DIR))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+            .max()
             .unwrap();
         let mut bytes = std::fs::read(&seg).unwrap();
         let whole = bytes.clone();
@@ -527,6 +548,24 @@ mod tests {
         assert_eq!(
             s.adapter_get("replayed").unwrap().as_deref(),
             Some(&b"2"[..])
+        );
+    }
+
+    #[test]
+    fn a_refused_open_leaves_the_commit_record_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.meta.insert("schema", b"warroom-99".as_slice()).unwrap();
+        }
+        let record = dir.path().join(super::integrity::RECORD_FILE);
+        let before = std::fs::read(&record).unwrap();
+        let e = Store::open(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("unknown schema"), "{e}");
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            before,
+            "a refused open rewrote the commit record"
         );
     }
 

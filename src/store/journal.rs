@@ -212,6 +212,8 @@ pub struct Journal {
     closed: Vec<PathBuf>,
     /// Whether this segment has already asked for a checkpoint.
     pub asked: bool,
+    /// A failed write could not be cut off again: no record may be appended after it.
+    pub failed: bool,
     buf: Vec<u8>,
 }
 
@@ -249,8 +251,27 @@ pub struct Replayed {
     pub torn: bool,
 }
 
-/// Replays every record after `applied`, in order, through `apply`. A bad record that is not
-/// the last segment's tail is damage: Err, and nothing after it is applied.
+/// Whether any whole, valid record starts after byte `from`: a bad record followed by a good
+/// one is damage, not a torn tail.
+fn valid_record_after(bytes: &[u8], from: usize) -> bool {
+    let mut start = from.saturating_add(1);
+    while let Some(rest) = bytes.get(start..) {
+        let Some(off) = rest.windows(MAGIC.len()).position(|w| w == MAGIC) else {
+            return false;
+        };
+        let mut at = start.saturating_add(off);
+        if decode(bytes, &mut at).is_some() {
+            return true;
+        }
+        start = start.saturating_add(off).saturating_add(1);
+    }
+    false
+}
+
+/// Replays every record after `applied`, in order, through `apply`. A record cut short at the
+/// end of the journal (no record after it, in its segment or a later one) is a write a crash
+/// interrupted: it is cut off the file, so that it never sits before newer records. Any other
+/// bad record is damage: Err, and nothing after it is applied.
 pub fn replay(
     data: &Path,
     applied: u64,
@@ -263,15 +284,22 @@ pub fn replay(
         last: applied,
         torn: false,
     };
-    let count = segs.len();
+    let lens: Vec<u64> = segs
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
     for (i, (_, path)) in segs.iter().enumerate() {
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut at = 0usize;
         while at < bytes.len() {
             let Some((seq, ws)) = decode(&bytes, &mut at) else {
-                if i.saturating_add(1) == count {
+                let later_empty = lens
+                    .get(i.saturating_add(1)..)
+                    .is_none_or(|l| l.iter().all(|n| *n == 0));
+                if later_empty && !valid_record_after(&bytes, at) {
                     out.torn = true;
+                    cut(path, at)?;
                     break;
                 }
                 return Err(format!(
@@ -287,6 +315,17 @@ pub fn replay(
         }
     }
     Ok(out)
+}
+
+/// Cuts a segment back to its last whole record, durably.
+fn cut(path: &Path, len: usize) -> Result<(), String> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    f.set_len(len as u64)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| format!("cannot cut the torn end off {}: {e}", path.display()))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -316,6 +355,7 @@ impl Journal {
             records: 0,
             closed,
             asked: false,
+            failed: false,
             buf: Vec::with_capacity(64 * 1024),
         })
     }
@@ -335,12 +375,27 @@ impl Journal {
     /// Appends one record (not yet synced) and returns its sequence number. A failed write is
     /// cut off again, so that nothing follows a partial record.
     pub fn append(&mut self, ws: &WriteSet) -> Result<u64, String> {
+        if self.failed {
+            return Err(format!(
+                "{} ends in a partial record a failed write left",
+                self.path.display()
+            ));
+        }
         let seq = self.next;
         self.buf.clear();
         ws.encode_into(seq, &mut self.buf)?;
         if let Err(e) = self.file.write_all(&self.buf) {
-            let _ = self.file.set_len(self.len);
-            let _ = std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.len));
+            let cleaned = self.file.set_len(self.len).and_then(|()| {
+                std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.len))
+            });
+            if let Err(c) = cleaned {
+                // A partial record stays in the file: nothing more may follow it.
+                self.failed = true;
+                return Err(format!(
+                    "cannot write {} ({e}), nor cut the partial record off it ({c})",
+                    self.path.display()
+                ));
+            }
             return Err(format!("cannot write {}: {e}", self.path.display()));
         }
         self.len = self.len.saturating_add(self.buf.len() as u64);
@@ -453,6 +508,21 @@ mod tests {
         .unwrap();
         assert_eq!(seen, vec![set(2), set(3)]);
         assert_eq!((r.records, r.last, r.torn), (2, 3, true));
+    }
+
+    #[test]
+    fn a_bad_record_followed_by_a_good_one_is_damage_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::start(dir.path(), 0).unwrap();
+        j.append(&set(1)).unwrap();
+        let mut bytes = std::fs::read(&j.path).unwrap();
+        // A flipped byte in the first record's payload, then a whole second record.
+        let flip = bytes.len() - 5;
+        bytes[flip] ^= 0xff;
+        set(2).encode_into(2, &mut bytes).unwrap();
+        std::fs::write(&j.path, &bytes).unwrap();
+        let e = replay(dir.path(), 0, |_| Ok(())).err().unwrap();
+        assert!(e.contains("damaged record"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Store {
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Commits made since open.
     pub(super) committed: std::sync::atomic::AtomicU64,
+    /// Set once `open_with` has passed every check: a refused open's drop writes nothing.
+    opened: bool,
     /// The latest incidents committed, decoded: a command reads its incident from here instead
     /// of decoding it again. Written only after a successful commit; bounded.
     pub(super) recent: std::sync::Mutex<std::collections::HashMap<IncidentId, Incident>>,
@@ -485,6 +487,7 @@ impl Store {
             checkpointer: None,
             stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             committed: std::sync::atomic::AtomicU64::new(0),
+            opened: false,
             recent: std::sync::Mutex::new(std::collections::HashMap::new()),
             last_at: std::sync::Mutex::new(None),
             pause: std::sync::RwLock::new(()),
@@ -565,6 +568,7 @@ impl Store {
         );
         // In use from now on: a crash leaves it marked unclean, so the next open verifies.
         store.write_record(None, true)?;
+        store.opened = true;
         Ok(store)
     }
 
@@ -1345,8 +1349,10 @@ impl Store {
     /// a store that holds anything.
     pub fn restore(&self, s: &Snapshot) -> Result<(), StoreError> {
         let _alone = self.pause.write().unwrap_or_else(|p| p.into_inner());
-        // No change can start while this is held; the ones made before are applied.
+        // No change can start while this is held; the ones made before are applied, and
+        // checkpointed, so that no journal record older than the restore is replayed over it.
         self.wp.settle()?;
+        self.wp.checkpoint()?;
         if let Some(held) = self.holds() {
             return Err(StoreError::NotEmpty {
                 target: self.dir.display().to_string(),
@@ -1479,6 +1485,9 @@ impl Drop for Store {
     /// trust the folder without checking a copy.
     fn drop(&mut self) {
         super::commit::stop_checkpointer(&self.wp, &self.stop, self.checkpointer.take());
+        if !self.opened {
+            return;
+        }
         if let Err(e) = self.wp.checkpoint() {
             tracing::error!(error = %e, "cannot checkpoint the journal at close");
             return;
