@@ -322,6 +322,20 @@ impl WritePath {
         for (t, k, v) in &ws.ops {
             let tree = self.tree(*t);
             match v {
+                // The highest id ever delivered only grows: replaying an older delivery mark
+                // (after a newer one that reached sled without its record) must not lower it.
+                Some(v) if *t == T::Meta && k.as_slice() == b"outbox_high" => {
+                    let old = tree
+                        .get(k.as_slice())?
+                        .and_then(|o| <[u8; 8]>::try_from(o.as_ref()).ok())
+                        .map(u64::from_be_bytes);
+                    let new = <[u8; 8]>::try_from(v.as_slice())
+                        .ok()
+                        .map(u64::from_be_bytes);
+                    if old.is_none() || new > old {
+                        tree.insert(k.as_slice(), v.as_slice())?;
+                    }
+                }
                 Some(v) => {
                     tree.insert(k.as_slice(), v.as_slice())?;
                 }
@@ -549,6 +563,18 @@ mod tests {
             s.adapter_get("replayed").unwrap().as_deref(),
             Some(&b"2"[..])
         );
+    }
+
+    #[test]
+    fn replaying_an_older_delivery_mark_never_lowers_the_highest_delivered_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.delivered(12).unwrap();
+        let mut older = WriteSet::default();
+        older.put(T::Meta, "outbox_high", 10u64.to_be_bytes());
+        s.wp.apply(&older).unwrap();
+        let high = s.meta.get("outbox_high").unwrap().unwrap();
+        assert_eq!(high.as_ref(), 12u64.to_be_bytes().as_slice());
     }
 
     #[test]

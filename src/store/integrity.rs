@@ -5,9 +5,10 @@
 //! can tell. So warroom never lets sled open a folder in place unless it knows the folder is as
 //! warroom left it:
 //! - **The commit record** (`warroom.state`, beside `db/`) holds how many incidents and timeline
-//!   events the folder had after its last commit, and, after a clean close, the size and
+//!   events sled held on disk at the last checkpoint (`commit.rs`: at most a second behind the
+//!   last commit; the journal holds the rest), and, after a clean close, the size and
 //!   modification time of every file under `db/`. It is rewritten in place (one small write)
-//!   after every commit and synced at open and at a clean close.
+//!   at each checkpoint and synced at open and at a clean close.
 //! - **At open**, if `db/`'s files are exactly as recorded at the last clean close, it is opened
 //!   directly. Otherwise (after a crash, or if anything touched them) `db/` is first copied to
 //!   a scratch folder and opened *there*; the copy must decode, and hold at least as many
