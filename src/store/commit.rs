@@ -87,7 +87,6 @@ pub struct WritePath {
     pub dir: PathBuf,
     /// Syncs issued for changes (a counting hook for tests and the bench); checkpoints apart.
     pub syncs: AtomicU64,
-    pub checkpoints: AtomicU64,
     /// Asks the checkpoint thread to run now.
     nudge: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
@@ -123,7 +122,6 @@ impl WritePath {
             counts: Mutex::new((0, 0)),
             dir,
             syncs: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
             nudge: Mutex::new(None),
         }
     }
@@ -463,7 +461,6 @@ impl WritePath {
         match done {
             Ok(()) => {
                 w.checkpointed = upto;
-                self.checkpoints.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) => {

@@ -317,6 +317,14 @@ pub fn replay(
     Ok(out)
 }
 
+/// Deletes every segment (a journal already replayed, in a mode that keeps none).
+pub fn remove_all(data: &Path) -> Result<(), String> {
+    let dir = data.join(DIR);
+    let segs = segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let paths: Vec<PathBuf> = segs.into_iter().map(|(_, p)| p).collect();
+    Journal::delete(data, &paths)
+}
+
 /// Cuts a segment back to its last whole record, durably.
 fn cut(path: &Path, len: usize) -> Result<(), String> {
     let f = std::fs::OpenOptions::new()

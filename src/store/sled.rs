@@ -556,10 +556,7 @@ impl Store {
                         .insert("journal_applied", &replayed.last.to_be_bytes())?;
                     store.wp.sync_sled()?;
                 }
-                let left: Vec<PathBuf> = std::fs::read_dir(dir.join(journal::DIR))
-                    .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                    .unwrap_or_default();
-                journal::Journal::delete(dir, &left).map_err(unusable)?;
+                journal::remove_all(dir).map_err(unusable)?;
             }
         }
         store.checkpointer = Some(
@@ -643,18 +640,6 @@ impl Store {
     /// apart).
     pub fn syncs(&self) -> u64 {
         self.wp.syncs.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// How many checkpoints have completed since open.
-    pub fn checkpoints(&self) -> u64 {
-        self.wp
-            .checkpoints
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Runs a checkpoint now (see `commit`).
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.wp.checkpoint()
     }
 
     /// Returns once every change made so far is durable, as the configured durability means
