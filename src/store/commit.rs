@@ -27,7 +27,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sled::transaction::ConflictableTransactionError;
 
@@ -37,6 +37,14 @@ use super::journal::{self, Journal, T, WriteSet};
 
 /// How often the checkpointer runs while the journal has something new.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many bytes of synced records may wait for sled before `make_durable` applies them
+/// itself rather than leaving them to the next read or checkpoint: a bound on the memory they
+/// hold and on the work a read may find waiting.
+pub const APPLY_AT: usize = 4 << 20;
+
+/// Incidents and timeline events, as meta counts them.
+type Counts = (u64, u64);
 
 /// How a change waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +64,6 @@ pub enum Mode {
 pub struct Writer {
     /// The journal, in the durable mode.
     pub journal: Option<Journal>,
-    /// The last record a checkpoint recorded as applied.
-    checkpointed: u64,
 }
 
 /// The write path of one open sled store, shared with its checkpoint thread.
@@ -65,6 +71,8 @@ pub struct WritePath {
     pub writer: Mutex<Writer>,
     /// Records journalled but not yet applied, in order, and the last one queued.
     queue: Mutex<std::collections::VecDeque<(u64, WriteSet)>>,
+    /// The keys and values those records hold, in bytes (see `APPLY_AT`).
+    queued_bytes: AtomicUsize,
     appended: AtomicU64,
     /// The current journal segment, for `fdatasync` (held while syncing), and the last
     /// record known on disk.
@@ -72,6 +80,10 @@ pub struct WritePath {
     synced: AtomicU64,
     /// Held while applying, so that records reach sled in order.
     applying: Mutex<()>,
+    /// The last record applied to sled: every record up to it is.
+    applied: AtomicU64,
+    /// The last record a checkpoint recorded as applied (meta "journal_applied").
+    checkpointed: AtomicU64,
     /// Why changes are refused, once a sync or an apply failed.
     broken: Mutex<Option<String>>,
     /// Without a journal: a change was applied that no sled flush has covered yet.
@@ -104,15 +116,15 @@ impl WritePath {
         dir: PathBuf,
     ) -> WritePath {
         WritePath {
-            writer: Mutex::new(Writer {
-                journal: None,
-                checkpointed: 0,
-            }),
+            writer: Mutex::new(Writer { journal: None }),
             queue: Mutex::new(std::collections::VecDeque::new()),
+            queued_bytes: AtomicUsize::new(0),
             appended: AtomicU64::new(0),
             sync: Mutex::new(None),
             synced: AtomicU64::new(0),
             applying: Mutex::new(()),
+            applied: AtomicU64::new(0),
+            checkpointed: AtomicU64::new(0),
             broken: Mutex::new(None),
             dirty: std::sync::atomic::AtomicBool::new(false),
             db,
@@ -169,7 +181,8 @@ impl WritePath {
         self.synced.store(last, Ordering::SeqCst);
         self.appended.store(last, Ordering::SeqCst);
         w.journal = Some(j);
-        w.checkpointed = 0;
+        self.applied.store(last, Ordering::SeqCst);
+        self.checkpointed.store(0, Ordering::SeqCst);
         Ok(())
     }
 
@@ -184,6 +197,7 @@ impl WritePath {
 
     fn break_with(&self, why: String) -> StoreError {
         lock(&self.queue).clear();
+        self.queued_bytes.store(0, Ordering::SeqCst);
         *lock(&self.broken) = Some(why.clone());
         self.unconfirmed(why)
     }
@@ -195,11 +209,29 @@ impl WritePath {
         }
     }
 
-    /// Syncs and applies every record journalled so far, in order: afterwards sled holds every
-    /// change made before the call, on disk as the journal has it. Readers call it before they
-    /// read sled. The sync and the apply have locks of their own, so one caller's sync can
-    /// overlap another's apply, and one sync covers every record queued before it.
+    /// Makes every change made so far durable: the journal is `fdatasync`ed (one sync covers
+    /// every record appended before it), or, without a journal, sled is flushed. Records stay
+    /// queued for sled (see `settle`) unless the queue has grown past `APPLY_AT` bytes.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        self.sync()?;
+        if self.queued_bytes.load(Ordering::SeqCst) > APPLY_AT {
+            self.apply_queued()?;
+        }
+        self.check()
+    }
+
+    /// Syncs and applies every record journalled so far: afterwards sled holds every change
+    /// made before the call, on disk as the journal has it. Readers call it before they read
+    /// sled; the checkpoint calls it before it records what sled holds.
     pub fn settle(&self) -> Result<(), StoreError> {
+        self.sync()?;
+        self.apply_queued()?;
+        self.check()
+    }
+
+    /// The sync half of `settle`. The sync has a lock of its own, so one caller's sync can
+    /// overlap another's apply, and one sync covers every record queued before it.
+    fn sync(&self) -> Result<(), StoreError> {
         self.check()?;
         if self.dirty.load(Ordering::SeqCst) {
             // `flush` mode: the flush runs under the sync lock, so a caller that finds the
@@ -228,25 +260,49 @@ impl WritePath {
                 self.syncs.fetch_add(1, Ordering::SeqCst);
             }
         }
+        Ok(())
+    }
+
+    /// The apply half of `settle`: every synced record still queued, taken in one go and
+    /// coalesced (`journal::coalesce`: each key gets only its last write), so a key written by
+    /// many changes since the last apply costs sled one insert. Records that are not synced
+    /// yet stay queued.
+    fn apply_queued(&self) -> Result<(), StoreError> {
         let _applying = lock(&self.applying);
-        loop {
-            let next = {
-                let mut q = lock(&self.queue);
-                match q.front() {
-                    Some((seq, _)) if *seq <= self.synced.load(Ordering::SeqCst) => q.pop_front(),
-                    _ => None,
+        let mut last = None;
+        let taken: Vec<WriteSet> = {
+            let mut q = lock(&self.queue);
+            let synced = self.synced.load(Ordering::SeqCst);
+            let mut taken = Vec::new();
+            while q.front().is_some_and(|(seq, _)| *seq <= synced) {
+                if let Some((seq, ws)) = q.pop_front() {
+                    last = Some(seq);
+                    // Pushes and pops both hold the queue's lock.
+                    let left = self.queued_bytes.load(Ordering::SeqCst);
+                    self.queued_bytes
+                        .store(left.saturating_sub(ws.bytes()), Ordering::SeqCst);
+                    taken.push(ws);
                 }
-            };
-            let Some((_, ws)) = next else {
-                break;
-            };
-            if let Err(e) = self.apply(&ws) {
-                return Err(self.break_with(format!(
-                    "a change is in the journal but sled refused it ({e})"
-                )));
             }
+            taken
+        };
+        if taken.is_empty() {
+            return Ok(());
         }
-        self.check()
+        let merged = if taken.len() == 1 {
+            taken.into_iter().next().unwrap_or_default()
+        } else {
+            journal::coalesce(taken)
+        };
+        if let Err(e) = self.apply(&merged) {
+            return Err(self.break_with(format!(
+                "a change is in the journal but sled refused it ({e})"
+            )));
+        }
+        if let Some(seq) = last {
+            self.applied.fetch_max(seq, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Builds a change with `build` and saves it as `mode` says. No other change runs
@@ -295,13 +351,18 @@ impl WritePath {
         if mode == Mode::Unsynced {
             // Nothing waits (settled above, and no change can be queued meanwhile), so applying
             // now keeps the journal's order.
+            let _applying = lock(&self.applying);
             if let Err(e) = self.apply(&ws) {
                 return Err(self.break_with(format!(
                     "a change is in the journal but sled refused it ({e})"
                 )));
             }
+            self.applied.fetch_max(seq, Ordering::SeqCst);
         } else {
             let mut q = lock(&self.queue);
+            let queued = self.queued_bytes.load(Ordering::SeqCst);
+            self.queued_bytes
+                .store(queued.saturating_add(ws.bytes()), Ordering::SeqCst);
             q.push_back((seq, ws));
             self.appended.store(seq, Ordering::SeqCst);
         }
@@ -412,63 +473,109 @@ impl WritePath {
         Ok((get("count_incidents")?, get("count_events")?))
     }
 
-    /// A checkpoint: sled made durable up to the latest record, the commit record brought up
-    /// to date, and the segments behind it deleted; a no-op when nothing was journalled since.
-    /// Without a journal (`flush` mode): sled flushed, then the commit record rewritten.
+    /// A checkpoint: sled made durable up to the last record applied, the commit record brought
+    /// up to date, and, once the segment is full, the journal rotated and the segments behind
+    /// it deleted; a no-op when nothing was applied since. Without a journal (`flush` mode):
+    /// sled flushed, then the commit record rewritten.
+    ///
+    /// It holds the writer's lock only to switch segments (one sync of the old one): commands
+    /// go on being journalled while it applies and flushes. It takes the applying lock only to
+    /// read what sled holds.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let (upto, closed, counts) = {
+        self.settle()?;
+        let rotated: Option<(Vec<PathBuf>, u64)> = {
             let mut w = lock(&self.writer);
             // A broken store knows not what reached the disk: no record may say it does.
             self.check()?;
-            self.settle()?;
-            // Read with everything applied and nothing else running: what the flush below
-            // covers, so the record never claims more than sled holds.
-            let counts = self.counts_in_sled()?;
-            let checkpointed = w.checkpointed;
             let Some(j) = w.journal.as_mut() else {
+                // Read with nothing else writing: what the flush below covers.
+                let counts = self.counts_in_sled()?;
                 drop(w);
                 self.db.flush()?;
                 return self.write_counts(counts);
             };
-            let upto = j.last();
-            if upto == checkpointed && !j.has_closed() {
-                return Ok(());
-            }
-            // Inserted after every change up to `upto` was applied, so sled never holds the
-            // mark without them.
-            self.tree(T::Meta)
-                .insert("journal_applied", &upto.to_be_bytes())?;
-            let closed = if j.len() > journal::ROTATE_BYTES || j.has_closed() {
+            if j.len() > journal::ROTATE_BYTES || j.has_closed() {
+                // Every record so far is in the segments `rotate` closes, and synced by it.
+                let last = j.last();
                 let closed = j.rotate().map_err(|e| self.unusable(e))?;
                 match j.file() {
                     Ok(f) => {
                         *lock(&self.sync) = Some(f);
-                        self.synced.fetch_max(upto, Ordering::SeqCst);
+                        self.synced.fetch_max(last, Ordering::SeqCst);
                     }
                     Err(e) => return Err(self.break_with(e)),
                 }
-                closed
+                Some((closed, last))
             } else {
-                Vec::new()
-            };
-            (upto, closed, counts)
+                None
+            }
         };
+        // Applies what the closed segments hold, now synced.
+        let (upto, counts) = match self.settle().and_then(|()| self.applied_so_far()) {
+            Ok(Some(got)) => got,
+            Ok(None) if rotated.is_none() => return Ok(()),
+            Ok(None) => (
+                self.checkpointed.load(Ordering::SeqCst),
+                self.counts_in_sled()?,
+            ),
+            Err(e) => {
+                self.keep(rotated);
+                return Err(e);
+            }
+        };
+        // Segments are deleted only once sled holds every record in them on disk.
+        let (gone, kept) = match rotated {
+            Some((closed, last)) if last <= upto => (closed, None),
+            other => (Vec::new(), other),
+        };
+        self.keep(kept);
         let done = self
             .sync_sled()
             .and_then(|()| self.write_counts(counts))
-            .and_then(|()| Journal::delete(&self.dir, &closed).map_err(|e| self.unusable(e)));
-        let mut w = lock(&self.writer);
+            .and_then(|()| Journal::delete(&self.dir, &gone).map_err(|e| self.unusable(e)));
         match done {
             Ok(()) => {
-                w.checkpointed = upto;
+                self.checkpointed.fetch_max(upto, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) => {
-                if let Some(j) = w.journal.as_mut() {
-                    j.keep(closed);
-                }
+                self.keep(Some((gone, upto)));
                 Err(e)
             }
+        }
+    }
+
+    /// The last record applied and synced, and the counts sled holds with it, once meta
+    /// "journal_applied" says so; `None` when no record was applied since the last checkpoint.
+    fn applied_so_far(&self) -> Result<Option<(u64, Counts)>, StoreError> {
+        let _applying = lock(&self.applying);
+        self.check()?;
+        // Every record up to here is applied and synced (a delivery mark is applied before its
+        // sync: replaying it again is harmless).
+        let upto = self
+            .applied
+            .load(Ordering::SeqCst)
+            .min(self.synced.load(Ordering::SeqCst));
+        if upto <= self.checkpointed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        // Read with nothing being applied: the flush after covers at least this much, so the
+        // commit record never claims more than sled holds.
+        let counts = self.counts_in_sled()?;
+        // Inserted after every change up to `upto` was applied, so sled never holds the mark
+        // without them.
+        self.tree(T::Meta)
+            .insert("journal_applied", &upto.to_be_bytes())?;
+        Ok(Some((upto, counts)))
+    }
+
+    /// Hands closed segments back to the journal, for a later checkpoint to delete.
+    fn keep(&self, closed: Option<(Vec<PathBuf>, u64)>) {
+        if let Some((closed, _)) = closed
+            && !closed.is_empty()
+            && let Some(j) = lock(&self.writer).journal.as_mut()
+        {
+            j.keep(closed);
         }
     }
 }

@@ -35,7 +35,7 @@ pub const ROTATE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The trees a write set can touch, numbered for the journal: the numbers are on disk and must
 /// not change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum T {
     Incidents = 0,
@@ -91,6 +91,14 @@ impl WriteSet {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The bytes of its keys and values (what it holds in memory, near enough).
+    pub fn bytes(&self) -> usize {
+        self.ops.iter().fold(0usize, |n, (_, k, v)| {
+            n.saturating_add(k.len())
+                .saturating_add(v.as_ref().map_or(0, Vec::len))
+        })
     }
 
     /// What this set leaves at `key`, if it touches it: `Some(None)` for a remove.
@@ -162,6 +170,37 @@ fn take_u64(b: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// Decodes the record at `*at`: None if it is cut short or fails its checksum.
+/// Sets applied one after another, as one set that leaves sled the same: each key keeps only
+/// its last write (a put, or a remove), except meta `outbox_high`, which keeps the highest id
+/// written, as `WritePath::apply` does against sled. The order between different keys is not
+/// kept, and need not be: nothing reads sled in the middle of an apply.
+pub fn coalesce(sets: Vec<WriteSet>) -> WriteSet {
+    let mut last: std::collections::HashMap<(T, Vec<u8>), Option<Vec<u8>>> =
+        std::collections::HashMap::new();
+    for ws in sets {
+        for (t, k, v) in ws.ops {
+            if t == T::Meta && k.as_slice() == b"outbox_high" && v.is_some() {
+                let id = |v: &Option<Vec<u8>>| {
+                    v.as_deref()
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                };
+                if let Some(old) = last.get(&(t, k.clone()))
+                    && id(old) >= id(&v)
+                {
+                    continue;
+                }
+            }
+            last.insert((t, k), v);
+        }
+    }
+    let mut ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)> =
+        last.into_iter().map(|((t, k), v)| (t, k, v)).collect();
+    // Key order: sled's inserts are cheaper walking a tree in order.
+    ops.sort_unstable_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+    WriteSet { ops }
+}
+
 fn decode(b: &[u8], at: &mut usize) -> Option<(u64, WriteSet)> {
     let mut p = *at;
     if take(b, &mut p, 4)? != MAGIC {
@@ -556,6 +595,39 @@ mod tests {
         .unwrap();
         assert!(e.contains("damaged record"), "{e}");
         assert_eq!(applied, 1, "nothing after the damage is applied");
+    }
+
+    #[test]
+    fn coalesced_sets_leave_each_key_as_the_last_write_did() {
+        let mut a = WriteSet::default();
+        a.put(T::Incidents, [1], b"first");
+        a.put(T::Timers, [9], b"t");
+        a.put(T::Meta, "outbox_high", 12u64.to_be_bytes());
+        let mut b = WriteSet::default();
+        b.put(T::Incidents, [1], b"second");
+        b.remove(T::Timers, [9]);
+        b.put(T::Timers, [10], b"u");
+        // An older delivery mark journalled later never lowers the highest id.
+        b.put(T::Meta, "outbox_high", 10u64.to_be_bytes());
+        let mut c = WriteSet::default();
+        c.remove(T::Timers, [10]);
+        c.put(T::Timers, [10], b"v");
+        let merged = coalesce(vec![a.clone(), b.clone(), c.clone()]);
+        assert_eq!(merged.last(T::Incidents, &[1]), Some(Some(&b"second"[..])));
+        assert_eq!(merged.last(T::Timers, &[9]), Some(None));
+        assert_eq!(merged.last(T::Timers, &[10]), Some(Some(&b"v"[..])));
+        assert_eq!(
+            merged.last(T::Meta, b"outbox_high"),
+            Some(Some(&12u64.to_be_bytes()[..]))
+        );
+        // One write per key: the incident written twice and the timer three times cost one each.
+        assert_eq!(merged.ops.len(), 4);
+        // Every key the sets touched is in the merge, as the last set to touch it left it.
+        for ws in [&a, &b, &c] {
+            for (t, k, _) in &ws.ops {
+                assert!(merged.last(*t, k).is_some(), "{t:?} {k:?} lost");
+            }
+        }
     }
 
     #[test]

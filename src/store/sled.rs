@@ -645,7 +645,7 @@ impl Store {
     /// Returns once every change made so far is durable, as the configured durability means
     /// it, and applied: the group commit's wait (see `commit`).
     pub fn make_all_durable(&self) -> Result<(), StoreError> {
-        self.wp.settle()
+        self.wp.make_durable()
     }
 
     /// A storage error, with the damaged-folder message where sled found corrupt data.
