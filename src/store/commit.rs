@@ -27,7 +27,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::transaction::ConflictableTransactionError;
 
@@ -66,13 +66,19 @@ pub struct Writer {
     pub journal: Option<Journal>,
 }
 
+/// Records journalled but not yet applied.
+#[derive(Default)]
+struct Queue {
+    records: std::collections::VecDeque<(u64, WriteSet)>,
+    /// The keys and values they hold, in bytes (see `APPLY_AT`).
+    bytes: usize,
+}
+
 /// The write path of one open sled store, shared with its checkpoint thread.
 pub struct WritePath {
     pub writer: Mutex<Writer>,
-    /// Records journalled but not yet applied, in order, and the last one queued.
-    queue: Mutex<std::collections::VecDeque<(u64, WriteSet)>>,
-    /// The keys and values those records hold, in bytes (see `APPLY_AT`).
-    queued_bytes: AtomicUsize,
+    /// Records journalled but not yet applied, in order.
+    queue: Mutex<Queue>,
     appended: AtomicU64,
     /// The current journal segment, for `fdatasync` (held while syncing), and the last
     /// record known on disk.
@@ -117,8 +123,7 @@ impl WritePath {
     ) -> WritePath {
         WritePath {
             writer: Mutex::new(Writer { journal: None }),
-            queue: Mutex::new(std::collections::VecDeque::new()),
-            queued_bytes: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
             appended: AtomicU64::new(0),
             sync: Mutex::new(None),
             synced: AtomicU64::new(0),
@@ -196,8 +201,7 @@ impl WritePath {
     }
 
     fn break_with(&self, why: String) -> StoreError {
-        lock(&self.queue).clear();
-        self.queued_bytes.store(0, Ordering::SeqCst);
+        *lock(&self.queue) = Queue::default();
         *lock(&self.broken) = Some(why.clone());
         self.unconfirmed(why)
     }
@@ -214,7 +218,7 @@ impl WritePath {
     /// queued for sled (see `settle`) unless the queue has grown past `APPLY_AT` bytes.
     pub fn make_durable(&self) -> Result<(), StoreError> {
         self.sync()?;
-        if self.queued_bytes.load(Ordering::SeqCst) > APPLY_AT {
+        if lock(&self.queue).bytes > APPLY_AT {
             self.apply_queued()?;
         }
         self.check()
@@ -274,13 +278,10 @@ impl WritePath {
             let mut q = lock(&self.queue);
             let synced = self.synced.load(Ordering::SeqCst);
             let mut taken = Vec::new();
-            while q.front().is_some_and(|(seq, _)| *seq <= synced) {
-                if let Some((seq, ws)) = q.pop_front() {
+            while q.records.front().is_some_and(|(seq, _)| *seq <= synced) {
+                if let Some((seq, ws)) = q.records.pop_front() {
                     last = Some(seq);
-                    // Pushes and pops both hold the queue's lock.
-                    let left = self.queued_bytes.load(Ordering::SeqCst);
-                    self.queued_bytes
-                        .store(left.saturating_sub(ws.bytes()), Ordering::SeqCst);
+                    q.bytes = q.bytes.saturating_sub(ws.bytes());
                     taken.push(ws);
                 }
             }
@@ -360,10 +361,8 @@ impl WritePath {
             self.applied.fetch_max(seq, Ordering::SeqCst);
         } else {
             let mut q = lock(&self.queue);
-            let queued = self.queued_bytes.load(Ordering::SeqCst);
-            self.queued_bytes
-                .store(queued.saturating_add(ws.bytes()), Ordering::SeqCst);
-            q.push_back((seq, ws));
+            q.bytes = q.bytes.saturating_add(ws.bytes());
+            q.records.push_back((seq, ws));
             self.appended.store(seq, Ordering::SeqCst);
         }
         drop(w);
@@ -511,28 +510,25 @@ impl WritePath {
             }
         };
         // Applies what the closed segments hold, now synced.
-        let (upto, counts) = match self.settle().and_then(|()| self.applied_so_far()) {
-            Ok(Some(got)) => got,
-            Ok(None) if rotated.is_none() => return Ok(()),
-            Ok(None) => (
-                self.checkpointed.load(Ordering::SeqCst),
-                self.counts_in_sled()?,
-            ),
+        let fresh = match self.settle().and_then(|()| self.applied_so_far()) {
+            Ok(fresh) => fresh,
             Err(e) => {
                 self.keep(rotated);
                 return Err(e);
             }
         };
+        let upto = fresh.map_or(self.checkpointed.load(Ordering::SeqCst), |(upto, _)| upto);
         // Segments are deleted only once sled holds every record in them on disk.
         let (gone, kept) = match rotated {
             Some((closed, last)) if last <= upto => (closed, None),
             other => (Vec::new(), other),
         };
         self.keep(kept);
-        let done = self
-            .sync_sled()
-            .and_then(|()| self.write_counts(counts))
-            .and_then(|()| Journal::delete(&self.dir, &gone).map_err(|e| self.unusable(e)));
+        let done = match fresh {
+            Some((_, counts)) => self.sync_sled().and_then(|()| self.write_counts(counts)),
+            None => Ok(()),
+        }
+        .and_then(|()| Journal::delete(&self.dir, &gone).map_err(|e| self.unusable(e)));
         match done {
             Ok(()) => {
                 self.checkpointed.fetch_max(upto, Ordering::SeqCst);
@@ -545,17 +541,16 @@ impl WritePath {
         }
     }
 
-    /// The last record applied and synced, and the counts sled holds with it, once meta
+    /// The last record applied, and the counts sled holds with it, once meta
     /// "journal_applied" says so; `None` when no record was applied since the last checkpoint.
     fn applied_so_far(&self) -> Result<Option<(u64, Counts)>, StoreError> {
         let _applying = lock(&self.applying);
         self.check()?;
-        // Every record up to here is applied and synced (a delivery mark is applied before its
-        // sync: replaying it again is harmless).
-        let upto = self
-            .applied
-            .load(Ordering::SeqCst)
-            .min(self.synced.load(Ordering::SeqCst));
+        // Every record up to here is in sled. A delivery mark is applied before its sync, so the
+        // mark may name a record the journal could still lose in a power cut: harmless, since
+        // sled holds it once flushed, and the numbering after a restart goes on from the mark
+        // (`journal::replay` starts its count there).
+        let upto = self.applied.load(Ordering::SeqCst);
         if upto <= self.checkpointed.load(Ordering::SeqCst) {
             return Ok(None);
         }
@@ -679,6 +674,19 @@ mod tests {
         s.wp.apply(&older).unwrap();
         let high = s.meta.get("outbox_high").unwrap().unwrap();
         assert_eq!(high.as_ref(), 12u64.to_be_bytes().as_slice());
+    }
+
+    #[test]
+    fn a_checkpoint_marks_a_delivery_mark_it_applied_so_it_is_never_replayed_over_later_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.adapter_put("k", b"v").unwrap();
+        // The last record is a delivery mark: applied at once, not synced on its own.
+        s.delivered(7).unwrap();
+        s.wp.checkpoint().unwrap();
+        let last = s.wp.writer.lock().unwrap().journal.as_ref().unwrap().last();
+        let mark = s.meta.get("journal_applied").unwrap().unwrap();
+        assert_eq!(mark.as_ref(), last.to_be_bytes().as_slice());
     }
 
     #[test]

@@ -169,7 +169,6 @@ fn take_u64(b: &[u8], at: &mut usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
-/// Decodes the record at `*at`: None if it is cut short or fails its checksum.
 /// Sets applied one after another, as one set that leaves sled the same: each key keeps only
 /// its last write (a put, or a remove), except meta `outbox_high`, which keeps the highest id
 /// written, as `WritePath::apply` does against sled. The order between different keys is not
@@ -201,6 +200,7 @@ pub fn coalesce(sets: Vec<WriteSet>) -> WriteSet {
     WriteSet { ops }
 }
 
+/// Decodes the record at `*at`: None if it is cut short or fails its checksum.
 fn decode(b: &[u8], at: &mut usize) -> Option<(u64, WriteSet)> {
     let mut p = *at;
     if take(b, &mut p, 4)? != MAGIC {
