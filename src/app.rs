@@ -391,11 +391,13 @@ impl App {
             Ok(r) => r,
             Err(e) => return Response::error(e),
         };
-        let usage = self
-            .specs
-            .find(&inv.path)
-            .map(|c| c.usage())
-            .unwrap_or_default();
+        // Written out only for a refusal: the decision lock is held here.
+        let usage = || {
+            self.specs
+                .find(&inv.path)
+                .map(|c| c.usage())
+                .unwrap_or_default()
+        };
         let now = self.clock.now();
         let overrides = self.overrides_now();
         let ctx = Ctx {
@@ -482,7 +484,7 @@ impl App {
                     }
                     r
                 }
-                Err(r) => Response::error(format!("{r}\nusage: {usage}")),
+                Err(r) => Response::error(format!("{r}\nusage: {}", usage())),
             };
         }
         let Some(id) = place else {
@@ -506,7 +508,7 @@ impl App {
                 Ok(d) => self.apply(batch, Some(&inc), d, None),
                 Err(r) => {
                     let hint = if r.kind == engine::RefusalKind::Invalid {
-                        format!("\nusage: {usage}")
+                        format!("\nusage: {}", usage())
                     } else {
                         String::new()
                     };
@@ -598,13 +600,13 @@ impl App {
     pub(crate) fn apply(
         &self,
         batch: &mut Batch,
-        before: Option<&Incident>,
+        before: Option<&Arc<Incident>>,
         d: Decision,
         fired: Option<&crate::store::DueTimer>,
     ) -> Response {
-        self.observe(batch, before, &d);
+        self.observe(batch, before.map(|b| &**b), &d);
         let mut messages = d.messages;
-        if self.cards && before != Some(&d.incident) {
+        if self.cards && before.map(|b| &**b) != Some(&d.incident) {
             messages.push(crate::domain::Message {
                 at: self.clock.now(),
                 kind: crate::domain::MessageKind::Status,
@@ -632,7 +634,7 @@ impl App {
         let id = d.incident.id;
         batch.add(Pending {
             before: before.cloned(),
-            after: d.incident,
+            after: Arc::new(d.incident),
             events: d.events,
             outbox,
             consumed: fired.cloned(),

@@ -9,7 +9,7 @@
 //! timeline) commits the round so far first, so it reads the store as it will be.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::domain::{Actor, Event, Incident, IncidentId};
 use crate::spec::Invocation;
@@ -19,8 +19,8 @@ use crate::app::Response;
 
 /// One decision waiting for the round's commit.
 pub(crate) struct Pending {
-    pub before: Option<Incident>,
-    pub after: Incident,
+    pub before: Option<Arc<Incident>>,
+    pub after: Arc<Incident>,
     pub events: Vec<Event>,
     pub outbox: Vec<Outgoing>,
     pub consumed: Option<DueTimer>,
@@ -30,7 +30,7 @@ pub(crate) struct Pending {
 #[derive(Default)]
 pub(crate) struct Batch {
     /// The incidents as the round's decisions left them.
-    incidents: HashMap<IncidentId, Incident>,
+    incidents: HashMap<IncidentId, Arc<Incident>>,
     pending: Vec<Pending>,
     /// For each pending decision, the job (index in the round) whose answer depends on it.
     members: Vec<usize>,
@@ -49,10 +49,10 @@ impl Batch {
         &self,
         store: &dyn Backend,
         id: IncidentId,
-    ) -> Result<Option<Incident>, StoreError> {
+    ) -> Result<Option<Arc<Incident>>, StoreError> {
         match self.incidents.get(&id) {
             Some(i) => Ok(Some(i.clone())),
-            None => store.incident(id),
+            None => store.incident_shared(id),
         }
     }
 
@@ -89,8 +89,9 @@ impl Batch {
             .pending
             .iter()
             .map(|p| Commit {
-                before: p.before.as_ref(),
+                before: p.before.as_deref(),
                 after: &p.after,
+                shared: Some(&p.after),
                 events: &p.events,
                 outbox: &p.outbox,
                 consumed: p.consumed.as_ref(),

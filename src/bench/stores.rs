@@ -56,6 +56,7 @@ fn commit(
         .map(|((before, d, consumed), out)| Commit {
             before: before.as_ref(),
             after: &d.incident,
+            shared: None,
             events: &d.events,
             outbox: out,
             consumed: consumed.as_ref(),

@@ -32,6 +32,7 @@ pub use self::sled::Store;
 pub use salvage::{Salvage, salvage};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -200,6 +201,9 @@ pub(crate) struct TimerRecord {
 pub struct Commit<'a> {
     pub before: Option<&'a Incident>,
     pub after: &'a Incident,
+    /// `after` as the caller shares it, if it does: the sled store keeps that copy for later
+    /// reads instead of cloning `after`.
+    pub shared: Option<&'a Arc<Incident>>,
     pub events: &'a [Event],
     pub outbox: &'a [Outgoing],
     /// The fired timer this commit consumes.
@@ -228,6 +232,9 @@ pub struct StoreOptions {
     /// `[store] lease`: on PostgreSQL, how long the active replica's lease lasts unless
     /// renewed (it is renewed every third of that).
     pub lease: std::time::Duration,
+    /// sled: after this many commits, a clean close reopens sled once so that it writes a fresh
+    /// snapshot and the next start reads a short log (see `sled::Refresh`).
+    pub refresh_after: u64,
 }
 
 impl Default for StoreOptions {
@@ -237,6 +244,7 @@ impl Default for StoreOptions {
             cache_bytes: 16 * 1024 * 1024,
             url: None,
             lease: std::time::Duration::from_secs(15),
+            refresh_after: 20_000,
         }
     }
 }
@@ -267,6 +275,11 @@ pub trait Backend: Send + Sync {
     /// A fresh outbox id, above every one handed out before.
     fn outbox_id(&self) -> Result<u64, StoreError>;
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// The same incident, shared: a store that keeps decoded incidents hands out its copy
+    /// instead of cloning it (the decision path reads one per command).
+    fn incident_shared(&self, id: IncidentId) -> Result<Option<Arc<Incident>>, StoreError> {
+        Ok(self.incident(id)?.map(Arc::new))
+    }
     /// Every incident, in id order.
     fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
     /// The newest open incident.
@@ -521,6 +534,9 @@ impl Backend for Store {
         self.dir().display().to_string()
     }
     delegate_backend!();
+    fn incident_shared(&self, id: IncidentId) -> Result<Option<Arc<Incident>>, StoreError> {
+        Store::incident_shared(self, id)
+    }
     fn pending_timers(&self) -> Result<usize, StoreError> {
         Ok(Store::pending_timers(self))
     }

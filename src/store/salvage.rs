@@ -178,6 +178,7 @@ impl Store {
             self.commit(Commit {
                 before: None,
                 after: inc,
+                shared: None,
                 events: &events,
                 outbox: &[],
                 consumed: None,

@@ -30,6 +30,7 @@ fn commit(
     b.commit_durably(&[Commit {
         before,
         after: &d.incident,
+        shared: None,
         events: &d.events,
         outbox: &outbox,
         consumed,
@@ -246,6 +247,7 @@ fn on_postgres_a_due_timer_is_claimed_by_exactly_one_of_two_racing_commits() {
                     store.commit_all(&[Commit {
                         before: Some(&inc),
                         after: &fired.incident,
+                        shared: None,
                         events: &fired.events,
                         outbox: &[],
                         consumed: Some(&t),
@@ -343,6 +345,7 @@ fn on_postgres_a_deposed_replica_commits_and_delivers_nothing() {
             .map(|(i, e, o)| Commit {
                 before: None,
                 after: i,
+                shared: None,
                 events: e,
                 outbox: o,
                 consumed: None,

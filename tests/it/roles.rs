@@ -466,6 +466,7 @@ fn plant(app: &App, snap: &Snapshot) -> IncidentId {
         .commit_all(&[Commit {
             before: None,
             after: &inc,
+            shared: None,
             events: &snap.1,
             outbox: &[],
             consumed: None,

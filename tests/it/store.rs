@@ -422,3 +422,64 @@ fn a_burst_of_due_timers_is_fired_in_batches_with_one_sync_each() {
         "burst: {fired} timers fired with {fired_syncs} fdatasync calls"
     ));
 }
+
+/// The name of sled's snapshot file in `db/` (sled writes one each time it opens a folder).
+fn snapshot_name(dir: &std::path::Path) -> Option<String> {
+    std::fs::read_dir(dir.join("db"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("snap."))
+}
+
+#[test]
+fn a_clean_close_after_many_commits_leaves_sled_a_fresh_snapshot_and_a_clean_record() {
+    for (refresh_after, refreshed) in [(5u64, true), (1_000_000, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = warroom::store::StoreOptions {
+            refresh_after,
+            ..Default::default()
+        };
+        // A first session, so that the measured one opens a folder with a log to snapshot.
+        open_incident(&warroom::app::App::new(
+            Store::open(dir.path()).unwrap(),
+            Arc::new(warroom::config::Config::builtin().unwrap()),
+            Arc::new(warroom::clock::VirtualClock::new(at(START))),
+        ));
+        let at_open = {
+            let app = warroom::app::App::new(
+                Store::open_with(dir.path(), &options).unwrap(),
+                Arc::new(warroom::config::Config::builtin().unwrap()),
+                Arc::new(warroom::clock::VirtualClock::new(at(START))),
+            );
+            let alice = app.actor(&UserName::new("alice"));
+            for n in 0..8 {
+                let line = format!(
+                    "/incident open title:\"refresh {n}\" severity:1 service:mail force:true"
+                );
+                let r = app.run_line(&alice, None, &line);
+                assert_eq!(r.kind, warroom::app::ReplyKind::Reply, "{}", r.text);
+            }
+            snapshot_name(dir.path())
+        };
+        let after = snapshot_name(dir.path());
+        assert!(at_open.is_some(), "sled wrote no snapshot at open");
+        assert_eq!(
+            after != at_open,
+            refreshed,
+            "refresh_after {refresh_after}: snapshot at open {at_open:?}, after close {after:?}"
+        );
+        // Either way the record says clean, with db/'s files as they are now: the next open
+        // trusts the folder without the verified copy.
+        let rec = warroom::store::integrity::read(dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rec.clean,
+            Some(warroom::store::integrity::stats(&dir.path().join("db")).unwrap())
+        );
+        assert_eq!((rec.incidents, rec.events > 0), (9, true));
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.incidents().unwrap().len(), 9);
+    }
+}
