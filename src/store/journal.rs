@@ -173,11 +173,21 @@ fn take_u64(b: &[u8], at: &mut usize) -> Option<u64> {
 /// its last write (a put, or a remove), except meta `outbox_high`, which keeps the highest id
 /// written, as `WritePath::apply` does against sled. The order between different keys is not
 /// kept, and need not be: nothing reads sled in the middle of an apply.
+///
+/// A timer created and removed within the sets (a silence check re-armed by every update)
+/// costs sled nothing: a timer's key holds its sequence number, never reused, so a put of it
+/// creates it. This holds only for sets never applied before, as `WritePath::apply_queued`'s
+/// are (a set replayed after a crash may have reached sled already; replay applies one by one).
 pub fn coalesce(sets: Vec<WriteSet>) -> WriteSet {
     let mut last: std::collections::HashMap<(T, Vec<u8>), Option<Vec<u8>>> =
         std::collections::HashMap::new();
+    // Timer keys these sets created (their first write here is a put).
+    let mut created: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     for ws in sets {
         for (t, k, v) in ws.ops {
+            if t == T::Timers && v.is_some() && !last.contains_key(&(t, k.clone())) {
+                created.insert(k.clone());
+            }
             if t == T::Meta && k.as_slice() == b"outbox_high" && v.is_some() {
                 let id = |v: &Option<Vec<u8>>| {
                     v.as_deref()
@@ -193,8 +203,11 @@ pub fn coalesce(sets: Vec<WriteSet>) -> WriteSet {
             last.insert((t, k), v);
         }
     }
-    let mut ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)> =
-        last.into_iter().map(|((t, k), v)| (t, k, v)).collect();
+    let mut ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)> = last
+        .into_iter()
+        .filter(|((t, k), v)| !(*t == T::Timers && v.is_none() && created.contains(k)))
+        .map(|((t, k), v)| (t, k, v))
+        .collect();
     // Key order: sled's inserts are cheaper walking a tree in order.
     ops.sort_unstable_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
     WriteSet { ops }
@@ -602,6 +615,7 @@ mod tests {
         let mut a = WriteSet::default();
         a.put(T::Incidents, [1], b"first");
         a.put(T::Timers, [9], b"t");
+        a.remove(T::Timers, [8]);
         a.put(T::Meta, "outbox_high", 12u64.to_be_bytes());
         let mut b = WriteSet::default();
         b.put(T::Incidents, [1], b"second");
@@ -614,17 +628,23 @@ mod tests {
         c.put(T::Timers, [10], b"v");
         let merged = coalesce(vec![a.clone(), b.clone(), c.clone()]);
         assert_eq!(merged.last(T::Incidents, &[1]), Some(Some(&b"second"[..])));
-        assert_eq!(merged.last(T::Timers, &[9]), Some(None));
+        // Timer 9 was created and removed here: sled never needs to see it. Timer 8 was made
+        // before these sets, so its removal stays.
+        assert_eq!(merged.last(T::Timers, &[9]), None);
+        assert_eq!(merged.last(T::Timers, &[8]), Some(None));
         assert_eq!(merged.last(T::Timers, &[10]), Some(Some(&b"v"[..])));
         assert_eq!(
             merged.last(T::Meta, b"outbox_high"),
             Some(Some(&12u64.to_be_bytes()[..]))
         );
-        // One write per key: the incident written twice and the timer three times cost one each.
+        // One write per key: the incident written twice and timer 10 three times cost one each.
         assert_eq!(merged.ops.len(), 4);
-        // Every key the sets touched is in the merge, as the last set to touch it left it.
+        // Every other key the sets touched is in the merge, as the last set to touch it left it.
         for ws in [&a, &b, &c] {
             for (t, k, _) in &ws.ops {
+                if *t == T::Timers && k.as_slice() == [9] {
+                    continue;
+                }
                 assert!(merged.last(*t, k).is_some(), "{t:?} {k:?} lost");
             }
         }
