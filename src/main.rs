@@ -578,6 +578,15 @@ fn doctor(dir: &std::path::Path, export: Option<&std::path::Path>) -> anyhow::Re
     if let Some(why) = &s.unopenable {
         println!("database: cannot be opened at all: {why}");
     }
+    match &s.journal {
+        Ok(0) => {}
+        Ok(n) => println!(
+            "journal: {n} change(s) answered but not yet in the database, completed in the copy and counted below"
+        ),
+        Err(e) => println!(
+            "journal: damaged ({e}); the changes before the damage are counted below, later ones are lost"
+        ),
+    }
     println!(
         "readable: {} incident(s), {} timeline event(s), {} pending timer(s), {} waiting message(s), {} dead letter(s), {} drill schedule(s)",
         s.incidents.len(),

@@ -109,6 +109,62 @@ pub struct WritePath {
     nudge: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
+/// The tree of `trees` (opened in `T::ALL` order, as `open_trees` does) that `t` names.
+fn tree_in(trees: &[sled::Tree; 12], t: T) -> &sled::Tree {
+    let [inc, tl, tm, idx, out, dead, meta, ad, sched, grp, hand, ovr] = trees;
+    match t {
+        T::Incidents => inc,
+        T::Timeline => tl,
+        T::Timers => tm,
+        T::ByIncident => idx,
+        T::Outbox => out,
+        T::Dead => dead,
+        T::Meta => meta,
+        T::Adapter => ad,
+        T::Schedule => sched,
+        T::AlertGroups => grp,
+        T::Handoffs => hand,
+        T::Overrides => ovr,
+    }
+}
+
+/// Opens every tree a write set can touch, in `T::ALL` order.
+pub fn open_trees(db: &sled::Db) -> Result<[sled::Tree; 12], sled::Error> {
+    let [a, b, c, d, e, f, g, h, i, j, k, l] = T::ALL.map(|t| db.open_tree(t.name()));
+    Ok([a?, b?, c?, d?, e?, f?, g?, h?, i?, j?, k?, l?])
+}
+
+/// Applies a set to `trees` with plain inserts and removes, in order: atomic only together with
+/// the journal (the store's own path, and `warroom doctor` completing a copy).
+pub fn apply_plain(trees: &[sled::Tree; 12], ws: &WriteSet) -> Result<(), StoreError> {
+    for (t, k, v) in &ws.ops {
+        let tree = tree_in(trees, *t);
+        match v {
+            // The highest id ever delivered only grows: replaying an older delivery mark
+            // (after a newer one that reached sled without its record) must not lower it.
+            Some(v) if *t == T::Meta && k.as_slice() == b"outbox_high" => {
+                let old = tree
+                    .get(k.as_slice())?
+                    .and_then(|o| <[u8; 8]>::try_from(o.as_ref()).ok())
+                    .map(u64::from_be_bytes);
+                let new = <[u8; 8]>::try_from(v.as_slice())
+                    .ok()
+                    .map(u64::from_be_bytes);
+                if old.is_none() || new > old {
+                    tree.insert(k.as_slice(), v.as_slice())?;
+                }
+            }
+            Some(v) => {
+                tree.insert(k.as_slice(), v.as_slice())?;
+            }
+            None => {
+                tree.remove(k.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -144,21 +200,7 @@ impl WritePath {
     }
 
     pub fn tree(&self, t: T) -> &sled::Tree {
-        let [inc, tl, tm, idx, out, dead, meta, ad, sched, grp, hand, ovr] = &self.trees;
-        match t {
-            T::Incidents => inc,
-            T::Timeline => tl,
-            T::Timers => tm,
-            T::ByIncident => idx,
-            T::Outbox => out,
-            T::Dead => dead,
-            T::Meta => meta,
-            T::Adapter => ad,
-            T::Schedule => sched,
-            T::AlertGroups => grp,
-            T::Handoffs => hand,
-            T::Overrides => ovr,
-        }
+        tree_in(&self.trees, t)
     }
 
     fn unconfirmed(&self, detail: String) -> StoreError {
@@ -377,32 +419,7 @@ impl WritePath {
 
     /// Applies a set with plain inserts: atomic only together with the journal.
     pub fn apply(&self, ws: &WriteSet) -> Result<(), StoreError> {
-        for (t, k, v) in &ws.ops {
-            let tree = self.tree(*t);
-            match v {
-                // The highest id ever delivered only grows: replaying an older delivery mark
-                // (after a newer one that reached sled without its record) must not lower it.
-                Some(v) if *t == T::Meta && k.as_slice() == b"outbox_high" => {
-                    let old = tree
-                        .get(k.as_slice())?
-                        .and_then(|o| <[u8; 8]>::try_from(o.as_ref()).ok())
-                        .map(u64::from_be_bytes);
-                    let new = <[u8; 8]>::try_from(v.as_slice())
-                        .ok()
-                        .map(u64::from_be_bytes);
-                    if old.is_none() || new > old {
-                        tree.insert(k.as_slice(), v.as_slice())?;
-                    }
-                }
-                Some(v) => {
-                    tree.insert(k.as_slice(), v.as_slice())?;
-                }
-                None => {
-                    tree.remove(k.as_slice())?;
-                }
-            }
-        }
-        Ok(())
+        apply_plain(&self.trees, ws)
     }
 
     /// Applies a set as one sled transaction over the trees it touches.

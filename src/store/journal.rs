@@ -68,6 +68,24 @@ impl T {
         T::Overrides,
     ];
 
+    /// The sled tree this number stands for.
+    pub const fn name(self) -> &'static str {
+        match self {
+            T::Incidents => "incidents",
+            T::Timeline => "timeline",
+            T::Timers => "timers",
+            T::ByIncident => "timers_by_incident",
+            T::Outbox => "outbox",
+            T::Dead => "dead_letters",
+            T::Meta => "meta",
+            T::Adapter => "adapter",
+            T::Schedule => "drill_schedule",
+            T::AlertGroups => "alert_groups",
+            T::Handoffs => "oncall_handoffs",
+            T::Overrides => "oncall_overrides",
+        }
+    }
+
     fn from_u8(b: u8) -> Option<T> {
         T::ALL.get(usize::from(b)).copied()
     }

@@ -1,5 +1,7 @@
 //! `warroom doctor`'s reader: everything that can still be read from a data folder, taken
 //! from a copy so that the folder itself is never touched, and the export into a new folder.
+//! The copy is completed from the journal first, as an open would: a change answered but not
+//! yet written into sled when the process stopped is read, and exported, like any other.
 
 use std::path::Path;
 
@@ -27,6 +29,9 @@ pub struct Salvage {
     pub adapter: Vec<(String, Vec<u8>)>,
     pub drills: Vec<(DateTime<Utc>, String)>,
     pub timers: usize,
+    /// Journal records completed into the copy (changes answered but not yet in sled), or why
+    /// the journal could not be read to the end (the records before the damage are kept).
+    pub journal: Result<u64, String>,
     /// Records that could not be read, by tree.
     pub unreadable: std::collections::BTreeMap<&'static str, usize>,
 }
@@ -44,6 +49,7 @@ pub fn salvage(dir: &Path) -> Salvage {
         adapter: Vec::new(),
         drills: Vec::new(),
         timers: 0,
+        journal: Ok(0),
         unreadable: std::collections::BTreeMap::new(),
     };
     let db = dir.join("db");
@@ -64,6 +70,12 @@ pub fn salvage(dir: &Path) -> Salvage {
         s.unopenable = Some(format!("cannot read it: {e}"));
         return s;
     }
+    let journal = dir.join(super::journal::DIR);
+    if journal.exists()
+        && let Err(e) = integrity::copy_dir(&journal, &scratch.0.join(super::journal::DIR))
+    {
+        s.journal = Err(format!("cannot read it: {e}"));
+    }
     let opened = match open_sled(&copy, StoreOptions::default().cache_bytes) {
         Ok(db) => db,
         Err(OpenFailure::Damaged(d) | OpenFailure::Other(d)) => {
@@ -75,6 +87,13 @@ pub fn salvage(dir: &Path) -> Salvage {
             return s;
         }
     };
+    if s.journal.is_ok() {
+        s.journal = complete_from_journal(&opened, &scratch.0);
+        if let (None, Err(why)) = (&s.verdict, &s.journal) {
+            // An open replays the journal too, and refuses a damaged one.
+            s.verdict = Some(format!("its journal cannot be read: {why}"));
+        }
+    }
     let read = |s: &mut Salvage, name: &'static str| -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut rows = Vec::new();
         let Ok(tree) = opened.open_tree(name) else {
@@ -155,6 +174,27 @@ pub fn salvage(dir: &Path) -> Salvage {
     s
 }
 
+/// Replays into the copy `opened` (in the scratch folder `data`) the journal records after its
+/// own "journal_applied" mark, as `Store::open` does. Returns how many were applied.
+fn complete_from_journal(opened: &sled::Db, data: &Path) -> Result<u64, String> {
+    // A damaged tree may panic inside sled; the copy is thrown away after.
+    let run = || -> Result<u64, String> {
+        let trees = super::commit::open_trees(opened).map_err(|e| e.to_string())?;
+        let applied = opened
+            .open_tree(super::journal::T::Meta.name())
+            .and_then(|meta| meta.get("journal_applied"))
+            .map_err(|e| e.to_string())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        super::journal::replay(data, applied, |ws| {
+            super::commit::apply_plain(&trees, ws).map_err(|e| e.to_string())
+        })
+        .map(|r| r.records)
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Err("the database copy could not take its changes".into()))
+}
+
 impl Store {
     /// Writes what `salvage` read into this (new, empty) store: incidents with their events and
     /// timers, waiting messages (renumbered, in order), dead letters, front-end ids and the drill
@@ -211,5 +251,146 @@ impl Store {
             self.set_drill(service, Some(*due), &[])?;
         }
         self.make_all_durable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::journal::{Journal, T, WriteSet};
+    use super::super::{Commit, Store};
+    use crate::config::Config;
+    use crate::domain::engine::{self, Actor, Ctx};
+    use crate::domain::{Exercise, IncidentId, Severity, UserName};
+
+    /// A folder as a crash leaves it: sled as a clean close left it, then an answered change
+    /// (a new incident and its events) that only the journal holds.
+    #[test]
+    fn doctor_reads_and_exports_what_only_the_journal_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.adapter_put("kept", b"1").unwrap();
+        }
+        let policy = Config::builtin().unwrap().policy;
+        let user = UserName::new("alice");
+        let actor = Actor {
+            roles: policy.roster.roles_of(&user),
+            user,
+        };
+        let ctx = Ctx {
+            now: chrono::Utc::now(),
+            policy: &policy,
+            overrides: &[],
+        };
+        let d = engine::open(
+            &ctx,
+            &actor,
+            IncidentId(7),
+            "Mail down",
+            Severity::Sev1,
+            "mail",
+            Exercise::Real,
+        )
+        .unwrap();
+        // The same bytes a commit journals: written through a scratch store, read back.
+        let scratch = tempfile::tempdir().unwrap();
+        let ws = {
+            let s = Store::open(scratch.path()).unwrap();
+            s.commit(Commit {
+                before: None,
+                after: &d.incident,
+                shared: None,
+                events: &d.events,
+                outbox: &[],
+                consumed: None,
+            })
+            .unwrap();
+            // Closed and reopened, so that sled holds it.
+            drop(s);
+            let s = Store::open(scratch.path()).unwrap();
+            let mut ws = WriteSet::default();
+            for (k, v) in s.incidents.iter().map(Result::unwrap) {
+                ws.put(T::Incidents, k, v);
+            }
+            for (k, v) in s.timeline.iter().map(Result::unwrap) {
+                ws.put(T::Timeline, k, v);
+            }
+            ws
+        };
+        let mut j = Journal::start(dir.path(), 1_000_000).unwrap();
+        j.append(&ws).unwrap();
+        j.sync().unwrap();
+        drop(j);
+
+        let found = super::salvage(dir.path());
+        assert_eq!(found.journal, Ok(1));
+        assert_eq!(found.verdict, None, "{:?}", found.verdict);
+        assert_eq!(
+            found.incidents.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [IncidentId(7)]
+        );
+        assert_eq!(found.events.len(), d.events.len());
+        assert!(!d.events.is_empty());
+        assert!(found.adapter.iter().any(|(k, _)| k == "kept"));
+        // The folder is untouched: its journal still holds the record.
+        assert_eq!(super::salvage(dir.path()).journal, Ok(1));
+
+        // The export holds it, as the folder itself does once opened.
+        let out = tempfile::tempdir().unwrap();
+        Store::open(out.path()).unwrap().import(&found).unwrap();
+        let exported = Store::open(out.path()).unwrap();
+        assert_eq!(
+            exported.incident(IncidentId(7)).unwrap().map(|i| i.title),
+            Some("Mail down".to_string())
+        );
+        let opened = Store::open(dir.path()).unwrap();
+        assert!(opened.incident(IncidentId(7)).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_reported_and_the_folder_judged_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.adapter_put("kept", b"1").unwrap();
+        }
+        let mut j = Journal::start(dir.path(), 1_000_000).unwrap();
+        let mut ws = WriteSet::default();
+        ws.put(T::Adapter, "first", "1");
+        j.append(&ws).unwrap();
+        let mut ws = WriteSet::default();
+        ws.put(T::Adapter, "second", "2");
+        j.append(&ws).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let seg = std::fs::read_dir(dir.path().join(super::super::journal::DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max()
+            .unwrap();
+        // Damage inside the first record, with a whole record after it: not a torn tail.
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.len() / 4;
+        bytes[at] ^= 0xff;
+        std::fs::write(&seg, &bytes).unwrap();
+
+        let found = super::salvage(dir.path());
+        assert!(found.journal.is_err(), "{:?}", found.journal);
+        assert!(
+            found
+                .verdict
+                .as_deref()
+                .is_some_and(|v| v.contains("journal")),
+            "{:?}",
+            found.verdict
+        );
+        assert!(found.adapter.iter().any(|(k, _)| k == "kept"));
+        assert!(!found.adapter.iter().any(|(k, _)| k == "second"));
+        assert!(Store::open(dir.path()).is_err(), "an open refuses it too");
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            bytes,
+            "the folder is untouched"
+        );
     }
 }

@@ -497,24 +497,10 @@ impl Store {
             },
             OpenFailure::Other(e) => unusable(e),
         })?;
-        let tree = |name: &str| db.open_tree(name);
         let record = integrity::open_file(dir)
             .map_err(|e| unusable(format!("cannot open {}: {e}", integrity::RECORD_FILE)))?;
         // In `journal::T` order.
-        let trees = [
-            tree("incidents")?,
-            tree("timeline")?,
-            tree("timers")?,
-            tree("timers_by_incident")?,
-            tree("outbox")?,
-            tree("dead_letters")?,
-            tree("meta")?,
-            tree("adapter")?,
-            tree("drill_schedule")?,
-            tree("alert_groups")?,
-            tree("oncall_handoffs")?,
-            tree("oncall_overrides")?,
-        ];
+        let trees = super::commit::open_trees(&db)?;
         let [
             inc,
             tl,
