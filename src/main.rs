@@ -135,6 +135,9 @@ enum Cmd {
         /// Internal: the memory section's child process.
         #[arg(long, hide = true, value_name = "INCIDENTS")]
         memory_child: Option<usize>,
+        /// Internal: the restart section's child process, killed after one command.
+        #[arg(long, hide = true)]
+        crash_child: bool,
         #[arg(long, hide = true)]
         dir: Option<PathBuf>,
     },
@@ -317,12 +320,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             format,
             memory_child,
+            crash_child,
             dir,
         } => {
             let store = pg_url(store, &cfg)?;
-            if let (Some(n), Some(dir)) = (memory_child, dir) {
-                println!("{}", warroom::bench::memory_child(&dir, n)?);
+            if let (Some(n), Some(dir)) = (memory_child, &dir) {
+                println!("{}", warroom::bench::memory_child(dir, n)?);
                 return Ok(());
+            }
+            if let (true, Some(dir)) = (crash_child, &dir) {
+                return warroom::bench::crash_child(dir);
             }
             if all {
                 timers = timers.max(1_000_000);
@@ -362,10 +369,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     _ => warroom::bench::delivery(&sub, delivery).await,
                 };
-                let _ = std::fs::remove_dir_all(&sub);
+                if std::env::var_os("WARROOM_BENCH_KEEP").is_none() {
+                    let _ = std::fs::remove_dir_all(&sub);
+                }
                 report.figures.extend(figures?);
             }
-            let _ = std::fs::remove_dir_all(&dir);
+            if std::env::var_os("WARROOM_BENCH_KEEP").is_none() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             match format {
                 BenchFormat::Text => print!("{}", report.text()),
                 BenchFormat::Md => print!("{}", report.markdown()),

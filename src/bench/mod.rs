@@ -24,7 +24,7 @@ pub use commands::run as commands;
 pub use delivery::delivery;
 pub use memory::{child as memory_child, rss};
 pub use stores::stores;
-pub use timers::{lateness, restart};
+pub use timers::{crash_child, lateness, restart};
 
 /// One measured figure.
 #[derive(Clone, Debug, Serialize)]

@@ -131,9 +131,11 @@ pub(super) fn fill_pending(
 /// the deadline, fire it, sync), five times; then the cost of firing one due timer.
 pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
     const OVERDUE: usize = 5;
+    const CRASHES: usize = 3;
     let config = Arc::new(Config::builtin()?);
     let t = Instant::now();
-    let future = fill_pending(dir, pending, OVERDUE)?;
+    // Overdue incidents for the clean restarts and for the restarts after a crash.
+    let future = fill_pending(dir, pending, OVERDUE + CRASHES)?;
     let fill = t.elapsed();
 
     let mut first_fire = Vec::new();
@@ -153,6 +155,23 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
         .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
         .collect();
     first_fire.sort();
+    // After a kill -9: the folder is verified on a copy, then the journal replayed.
+    let mut crashed = Vec::new();
+    for _ in 0..CRASHES {
+        crash_console(dir)?;
+        let t = Instant::now();
+        let store = Store::open(dir)?;
+        let opened = t.elapsed();
+        let app = App::new(store, config.clone(), Arc::new(crate::clock::SystemClock));
+        let fired = app.fire_one(Utc::now())?;
+        anyhow::ensure!(
+            fired,
+            "no overdue timer fired after the restart from a crash (next deadline: {:?})",
+            app.next_due()?
+        );
+        crashed.push((t.elapsed(), opened));
+    }
+    crashed.sort();
     let pending_now = Store::open(dir)?.pending_timers();
 
     let clock = Arc::new(VirtualClock::new(future));
@@ -182,6 +201,24 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
             fill.as_secs_f64()
         )),
         Figure::new(
+            "crash_restart_first_fire_ms",
+            format!(
+                "restart after kill -9 to first overdue fire, {pending_now} pending (median of {CRASHES})"
+            ),
+            crashed
+                .get(CRASHES / 2)
+                .map_or(0.0, |(f, _)| ms(*f)),
+            "ms",
+        )
+        .note(format!(
+            "each, ms (of which opening the store): {}; the folder is verified on a copy first",
+            crashed
+                .iter()
+                .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Figure::new(
             "fire_one_p50",
             "fire one due timer (claim, decide, commit, sync) p50",
             us(percentile(&fire, 0.5)),
@@ -193,6 +230,63 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
             fire.len()
         )),
     ])
+}
+
+/// Runs `crash_child` in a fresh process (this program, `bench --crash-child`) on `dir` until
+/// it has answered one command, then kills it with SIGKILL: the folder as a crash leaves it.
+fn crash_console(dir: &Path) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "--crash-child", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let answered = (|| -> anyhow::Result<()> {
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the crash child has no output"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        anyhow::ensure!(
+            line.trim() == "answered",
+            "the crash child did not answer: {line:?}"
+        );
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    answered
+}
+
+/// The crash section's child: opens `dir`, posts one update to INC-1 on the real clock (no
+/// scheduler runs, so nothing else changes), says "answered" once it is durable, and waits to
+/// be killed.
+pub fn crash_child(dir: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let app = App::new(
+        Store::open(dir)?,
+        Arc::new(Config::builtin()?),
+        Arc::new(crate::clock::SystemClock),
+    );
+    let alice = app.actor(&UserName::new("alice"));
+    let r = app.run_line(
+        &alice,
+        Some(crate::domain::IncidentId(1)),
+        "/update text:\"just before the crash\"",
+    );
+    anyhow::ensure!(
+        r.kind == ReplyKind::Reply,
+        "bench update failed: {}",
+        r.text
+    );
+    let mut out = std::io::stdout();
+    writeln!(out, "answered")?;
+    out.flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
 }
 
 /// Runs the real scheduler on `dir` for at most `limit`, from `start` on the shifted clock,

@@ -11,8 +11,10 @@
 //!   at each checkpoint and synced at open and at a clean close.
 //! - **At open**, if `db/`'s files are exactly as recorded at the last clean close, it is opened
 //!   directly. Otherwise (after a crash, or if anything touched them) `db/` is first copied to
-//!   a scratch folder and opened *there*; the copy must decode, and hold at least as many
-//!   incidents and events as the record says. Only then is the real folder opened. A folder that
+//!   a scratch folder and opened *there*; every record of every tree of the copy must read
+//!   back (sled checks each page's CRC as it reads it; two threads share the scan), and it must
+//!   hold at least as many incidents and events as the record says. Only then is the real
+//!   folder opened. A folder that
 //!   fails is refused with the damaged-folder message and is left byte-for-byte as it was.
 //! - A folder whose `db/` is missing although it was in use (its lock file or record exists) is
 //!   damage, never a fresh start.
