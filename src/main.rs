@@ -595,7 +595,7 @@ fn doctor(dir: &std::path::Path, export: Option<&std::path::Path>) -> anyhow::Re
             "journal: {n} change(s) answered but not yet in the database, completed in the copy and counted below"
         ),
         Err(e) => println!(
-            "journal: damaged ({e}); the changes before the damage are counted below, later ones are lost"
+            "journal: cannot be read to the end ({e}); only the changes before that point are counted below"
         ),
     }
     println!(

@@ -171,6 +171,10 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
         );
         crashed.push((t.elapsed(), opened));
     }
+    let crashed_in_order: Vec<String> = crashed
+        .iter()
+        .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
+        .collect();
     crashed.sort();
     let pending_now = Store::open(dir)?.pending_timers();
 
@@ -211,12 +215,8 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
             "ms",
         )
         .note(format!(
-            "each, ms (of which opening the store): {}; the folder is verified on a copy first",
-            crashed
-                .iter()
-                .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "each in order, ms (of which opening the store): {}; the folder is checked on a copy first",
+            crashed_in_order.join(", ")
         )),
         Figure::new(
             "fire_one_p50",
@@ -235,36 +235,42 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
 /// Runs `crash_child` in a fresh process (this program, `bench --crash-child`) on `dir` until
 /// it has answered one command, then kills it with SIGKILL: the folder as a crash leaves it.
 fn crash_console(dir: &Path) -> anyhow::Result<()> {
-    use std::io::BufRead as _;
+    use std::io::{BufRead as _, Read as _};
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "--crash-child", "--dir"])
         .arg(dir)
+        // The child ends when its input does: it never outlives this process.
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let answered = (|| -> anyhow::Result<()> {
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("the crash child has no output"))?;
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        anyhow::ensure!(
-            line.trim() == "answered",
-            "the crash child did not answer: {line:?}"
-        );
-        Ok(())
-    })();
+    let mut line = String::new();
+    let read = match child.stdout.take() {
+        Some(out) => std::io::BufReader::new(out).read_line(&mut line),
+        None => Ok(0),
+    };
     let _ = child.kill();
     let _ = child.wait();
-    answered
+    drop(child.stdin.take());
+    if line.trim() == "answered" {
+        return Ok(());
+    }
+    let mut why = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut why);
+    }
+    anyhow::bail!(
+        "the crash child did not answer ({}): {}",
+        read.map_or_else(|e| e.to_string(), |_| format!("{line:?}")),
+        why.trim()
+    )
 }
 
 /// The crash section's child: opens `dir`, posts one update to INC-1 on the real clock (no
 /// scheduler runs, so nothing else changes), says "answered" once it is durable, and waits to
-/// be killed.
+/// be killed (or for its input to end, when it exits).
 pub fn crash_child(dir: &Path) -> anyhow::Result<()> {
-    use std::io::Write as _;
+    use std::io::{Read as _, Write as _};
     let app = App::new(
         Store::open(dir)?,
         Arc::new(Config::builtin()?),
@@ -284,9 +290,9 @@ pub fn crash_child(dir: &Path) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "answered")?;
     out.flush()?;
-    loop {
-        std::thread::sleep(Duration::from_secs(60));
-    }
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    Ok(())
 }
 
 /// Runs the real scheduler on `dir` for at most `limit`, from `start` on the shifted clock,

@@ -16,6 +16,8 @@
 //!   hold at least as many incidents and events as the record says. Only then is the real
 //!   folder opened. A folder that
 //!   fails is refused with the damaged-folder message and is left byte-for-byte as it was.
+//! - Before sled opens a folder in place, its journal is read to the end (`journal::check`):
+//!   a damaged record other than a torn tail refuses the folder before any record is applied.
 //! - A folder whose `db/` is missing although it was in use (its lock file or record exists) is
 //!   damage, never a fresh start.
 //!

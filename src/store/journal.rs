@@ -345,7 +345,23 @@ fn valid_record_after(bytes: &[u8], from: usize) -> bool {
 pub fn replay(
     data: &Path,
     applied: u64,
-    mut apply: impl FnMut(&WriteSet) -> Result<(), String>,
+    apply: impl FnMut(&WriteSet) -> Result<(), String>,
+) -> Result<Replayed, String> {
+    scan(data, applied, Some(apply))
+}
+
+/// Reads the whole journal as `replay` would, changing nothing: Err for damage that `replay`
+/// would refuse (a torn tail is not damage). Run before sled opens a folder in place, so that a
+/// damaged journal is refused before anything of it is applied.
+pub fn check(data: &Path) -> Result<(), String> {
+    scan(data, u64::MAX, None::<fn(&WriteSet) -> Result<(), String>>).map(|_| ())
+}
+
+/// `replay` (with `apply`) or `check` (without: nothing applied, no torn tail cut).
+fn scan(
+    data: &Path,
+    applied: u64,
+    mut apply: Option<impl FnMut(&WriteSet) -> Result<(), String>>,
 ) -> Result<Replayed, String> {
     let dir = data.join(DIR);
     let segs = segments(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
@@ -369,7 +385,9 @@ pub fn replay(
                     .is_none_or(|l| l.iter().all(|n| *n == 0));
                 if later_empty && !valid_record_after(&bytes, at) {
                     out.torn = true;
-                    cut(path, at)?;
+                    if apply.is_some() {
+                        cut(path, at)?;
+                    }
                     break;
                 }
                 return Err(format!(
@@ -378,7 +396,9 @@ pub fn replay(
                 ));
             };
             out.last = out.last.max(seq);
-            if seq > applied {
+            if let Some(apply) = apply.as_mut()
+                && seq > applied
+            {
                 apply(&ws)?;
                 out.records = out.records.saturating_add(1);
             }

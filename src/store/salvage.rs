@@ -65,16 +65,18 @@ pub fn salvage(dir: &Path) -> Salvage {
             return s;
         }
     };
-    let copy = scratch.0.join("db");
-    if let Err(e) = integrity::copy_dir(&db, &copy) {
-        s.unopenable = Some(format!("cannot read it: {e}"));
-        return s;
-    }
+    // The journal first: on a folder in use, a checkpoint between the two copies then only
+    // moves sled's copy ahead, and never deletes a segment that sled's copy still needs.
     let journal = dir.join(super::journal::DIR);
     if journal.exists()
         && let Err(e) = integrity::copy_dir(&journal, &scratch.0.join(super::journal::DIR))
     {
         s.journal = Err(format!("cannot read it: {e}"));
+    }
+    let copy = scratch.0.join("db");
+    if let Err(e) = integrity::copy_dir(&db, &copy) {
+        s.unopenable = Some(format!("cannot read it: {e}"));
+        return s;
     }
     let opened = match open_sled(&copy, StoreOptions::default().cache_bytes) {
         Ok(db) => db,
@@ -89,10 +91,10 @@ pub fn salvage(dir: &Path) -> Salvage {
     };
     if s.journal.is_ok() {
         s.journal = complete_from_journal(&opened, &scratch.0);
-        if let (None, Err(why)) = (&s.verdict, &s.journal) {
-            // An open replays the journal too, and refuses a damaged one.
-            s.verdict = Some(format!("its journal cannot be read: {why}"));
-        }
+    }
+    if let (None, Err(why)) = (&s.verdict, &s.journal) {
+        // An open reads the journal too, and refuses one it cannot read to the end.
+        s.verdict = Some(format!("its journal cannot be read: {why}"));
     }
     let read = |s: &mut Salvage, name: &'static str| -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut rows = Vec::new();
@@ -180,12 +182,12 @@ fn complete_from_journal(opened: &sled::Db, data: &Path) -> Result<u64, String> 
     // A damaged tree may panic inside sled; the copy is thrown away after.
     let run = || -> Result<u64, String> {
         let trees = super::commit::open_trees(opened).map_err(|e| e.to_string())?;
-        let applied = opened
+        let meta = opened
             .open_tree(super::journal::T::Meta.name())
-            .and_then(|meta| meta.get("journal_applied"))
+            .map_err(|e| e.to_string())?;
+        let applied = super::sled::meta_u64(&meta, "journal_applied")
             .map_err(|e| e.to_string())?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+            .unwrap_or(0);
         super::journal::replay(data, applied, |ws| {
             super::commit::apply_plain(&trees, ws).map_err(|e| e.to_string())
         })
@@ -386,11 +388,18 @@ mod tests {
         );
         assert!(found.adapter.iter().any(|(k, _)| k == "kept"));
         assert!(!found.adapter.iter().any(|(k, _)| k == "second"));
-        assert!(Store::open(dir.path()).is_err(), "an open refuses it too");
+        // An open refuses it too, before sled has opened the folder in place.
+        let db = dir.path().join("db");
+        let before = super::integrity::stats(&db).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(super::super::StoreError::Corrupt { .. })
+        ));
         assert_eq!(
-            std::fs::read(&seg).unwrap(),
-            bytes,
-            "the folder is untouched"
+            super::integrity::stats(&db).unwrap(),
+            before,
+            "sled untouched"
         );
+        assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the journal untouched");
     }
 }

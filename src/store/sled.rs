@@ -212,24 +212,12 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
     // Every record of every tree is read (sled checks each page's CRC as it reads it, and a
     // log cut short by its recovery shows as fewer records than the commit record says), on
     // two threads taking trees in turn: the scan is most of a restart after a crash, and it
-    // grows with the folder. The trees most likely to be large come first.
-    const TREES: [&str; 11] = [
-        "timers",
-        "outbox",
-        "timeline",
-        "incidents",
-        "dead_letters",
-        "meta",
-        "adapter",
-        "drill_schedule",
-        "alert_groups",
-        "oncall_handoffs",
-        "oncall_overrides",
-    ];
+    // grows with the folder.
+    let names = journal::T::ALL.map(journal::T::name);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let counted = std::sync::Mutex::new(std::collections::HashMap::<&str, u64>::new());
     let worker = || -> Result<(), String> {
-        while let Some(name) = TREES.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
+        while let Some(name) = names.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
             let tree = opened.open_tree(name).map_err(|e| e.to_string())?;
             let mut n = 0u64;
             for kv in tree.iter() {
@@ -279,6 +267,14 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
     }
     drop(opened);
     Ok(())
+}
+
+/// A number kept in `meta` (big-endian), if it is there and eight bytes long.
+pub(super) fn meta_u64(meta: &sled::Tree, key: &str) -> Result<Option<u64>, StoreError> {
+    Ok(meta
+        .get(key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes))
 }
 
 pub(super) fn millis_key(t: DateTime<Utc>) -> [u8; 8] {
@@ -508,6 +504,9 @@ impl Store {
                 .map_err(corrupt)
                 .map_err(refuse)?;
         }
+        // A damaged journal is refused before sled opens the folder in place (the replay below
+        // would apply the records before the damage, then refuse).
+        journal::check(dir).map_err(corrupt).map_err(refuse)?;
         // Checked: from here on, this process owns the folder.
         let _ = lock.set_len(0);
         let _ = lock.rewind();
@@ -705,11 +704,7 @@ impl Store {
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .meta
-            .get(key)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes))
+        meta_u64(&self.meta, key)
     }
 
     /// A writer's share of `pause`: held for the whole write.
