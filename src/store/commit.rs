@@ -682,6 +682,39 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_warrooms_folder_is_refused_before_its_journal_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.adapter_put("kept", b"1").unwrap();
+        }
+        {
+            // What a newer warroom leaves: another schema, and a change only its journal holds.
+            let db = sled::open(dir.path().join("db")).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema", &b"warroom-99"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let mut j = Journal::start(dir.path(), 1_000_000).unwrap();
+        let mut ws = WriteSet::default();
+        ws.put(T::Adapter, "newer", "2");
+        j.append(&ws).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let refused = Store::open(dir.path()).err().map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("warroom-99")),
+            "{refused:?}"
+        );
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let adapter = db.open_tree("adapter").unwrap();
+        assert!(adapter.get("kept").unwrap().is_some());
+        assert_eq!(adapter.get("newer").unwrap(), None, "nothing was replayed");
+    }
+
+    #[test]
     fn replaying_an_older_delivery_mark_never_lowers_the_highest_delivered_id() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();

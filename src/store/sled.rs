@@ -579,19 +579,7 @@ impl Store {
             },
             _lock: lock,
         };
-        // Changes the journal holds that sled may not: completed before anything reads.
-        let applied = store.meta_u64("journal_applied")?.unwrap_or(0);
-        let replayed = journal::replay(dir, applied, |ws| {
-            store.wp.apply(ws).map_err(|e| e.to_string())
-        })
-        .map_err(corrupt)?;
-        if replayed.records > 0 {
-            tracing::info!(
-                records = replayed.records,
-                torn = replayed.torn,
-                "replayed the journal"
-            );
-        }
+        // A newer warroom's folder is refused before its journal is applied.
         match store.meta.get("schema")? {
             None => {
                 store.meta.insert("schema", SCHEMA)?;
@@ -604,6 +592,19 @@ impl Store {
                     String::from_utf8_lossy(&v)
                 )));
             }
+        }
+        // Changes the journal holds that sled may not: completed before anything reads.
+        let applied = store.meta_u64("journal_applied")?.unwrap_or(0);
+        let replayed = journal::replay(dir, applied, |ws| {
+            store.wp.apply(ws).map_err(|e| e.to_string())
+        })
+        .map_err(corrupt)?;
+        if replayed.records > 0 {
+            tracing::info!(
+                records = replayed.records,
+                torn = replayed.torn,
+                "replayed the journal"
+            );
         }
         let counts = store.counts_in_meta()?;
         if let Some(r) = &recorded
