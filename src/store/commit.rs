@@ -715,6 +715,33 @@ mod tests {
     }
 
     #[test]
+    fn an_older_folders_unused_timer_index_is_emptied_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.adapter_put("kept", b"1").unwrap();
+        }
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            let old = db.open_tree("timers_by_incident").unwrap();
+            for n in 0u64..100 {
+                old.insert(n.to_be_bytes(), &b"stale"[..]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        drop(Store::open(dir.path()).unwrap());
+        let db = sled::open(dir.path().join("db")).unwrap();
+        assert!(db.open_tree("timers_by_incident").unwrap().is_empty());
+        assert!(
+            db.open_tree("adapter")
+                .unwrap()
+                .get("kept")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
     fn replaying_an_older_delivery_mark_never_lowers_the_highest_delivered_id() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();

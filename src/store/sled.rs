@@ -2,7 +2,7 @@
 //!
 //! Trees: `incidents` (id → incident), `timeline` (id ‖ seq → event), `timers` (due ‖ id ‖ seq →
 //! timer, so the first key is the next deadline), `timers_by_incident` (no longer written: an
-//! index nothing read, which cost two writes per command; older folders keep theirs),
+//! index nothing read, which cost two writes per command; an older folder's is emptied at open),
 //! `outbox` (outbox id → message waiting for delivery), `dead_letters`, `adapter` (front ends'
 //! own mappings, such as Discord channel ids), `drill_schedule`, `oncall_handoffs`,
 //! `oncall_overrides`, `alert_groups` (alert source ‖
@@ -528,7 +528,7 @@ impl Store {
             inc,
             tl,
             tm,
-            _by_incident,
+            by_incident,
             out,
             dead,
             meta,
@@ -605,6 +605,12 @@ impl Store {
                 torn = replayed.torn,
                 "replayed the journal"
             );
+        }
+        // The per-incident timer index older versions kept is read by nothing and no longer
+        // written: it goes, once (not atomically; what a crash leaves of it is still unread).
+        if !by_incident.is_empty() {
+            by_incident.clear()?;
+            tracing::info!("removed the unused timers_by_incident index");
         }
         let counts = store.counts_in_meta()?;
         if let Some(r) = &recorded
