@@ -195,8 +195,8 @@ pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenF
     }
 }
 
-/// Opens a copy of `db` in a scratch folder and checks that every record reads back and that it holds at least what
-/// the commit record says. The real folder is only read.
+/// Opens a copy of `db` in a scratch folder and checks that every record reads back and that it
+/// holds at least what the commit record says. The real folder is only read.
 pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Result<(), String> {
     let started = std::time::Instant::now();
     let scratch = integrity::Scratch::new("verify")
@@ -242,7 +242,7 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
         })?;
         let counted = counted.lock().unwrap_or_else(|p| p.into_inner());
         let n = |name: &str| counted.get(name).copied().unwrap_or(0);
-        Ok((n("incidents"), n("timeline")))
+        Ok((n(T::Incidents.name()), n(T::Timeline.name())))
     };
     // The copy is thrown away after a panic, so no broken state outlives it.
     let (n_inc, n_ev) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
@@ -255,7 +255,7 @@ pub(super) fn verify_copy(db: &Path, recorded: Option<&integrity::Record>) -> Re
         read_ms = started.elapsed().saturating_sub(open_done).as_millis() as u64,
         incidents = n_inc,
         events = n_ev,
-        "checked a copy of the database after an unclean stop"
+        "checked a copy of the database"
     );
     if let Some(r) = recorded
         && (n_inc < r.incidents || n_ev < r.events)
