@@ -339,6 +339,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 board = board.max(1000);
             }
             let dir = std::env::temp_dir().join(format!("warroom-bench-{}", std::process::id()));
+            // For a look at what a section left behind.
+            let keep = std::env::var_os("WARROOM_BENCH_KEEP").is_some();
             let mut report = warroom::bench::Report::new();
             let sections: [(&str, bool); 7] = [
                 ("commands", true),
@@ -369,12 +371,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     _ => warroom::bench::delivery(&sub, delivery).await,
                 };
-                if std::env::var_os("WARROOM_BENCH_KEEP").is_none() {
+                if !keep {
                     let _ = std::fs::remove_dir_all(&sub);
                 }
                 report.figures.extend(figures?);
             }
-            if std::env::var_os("WARROOM_BENCH_KEEP").is_none() {
+            if !keep {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             match format {

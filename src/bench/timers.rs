@@ -138,44 +138,18 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
     let future = fill_pending(dir, pending, OVERDUE + CRASHES)?;
     let fill = t.elapsed();
 
-    let mut first_fire = Vec::new();
-    let mut opens = Vec::new();
-    for _ in 0..OVERDUE {
-        let t = Instant::now();
-        let store = Store::open(dir)?;
-        opens.push(t.elapsed());
-        let app = App::new(store, config.clone(), Arc::new(crate::clock::SystemClock));
-        let fired = app.fire_one(Utc::now())?;
-        first_fire.push(t.elapsed());
-        anyhow::ensure!(fired, "no overdue timer fired after the restart");
-    }
-    let each: Vec<String> = first_fire
-        .iter()
-        .zip(&opens)
-        .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
-        .collect();
-    first_fire.sort();
-    // After a kill -9: the folder is verified on a copy, then the journal replayed.
-    let mut crashed = Vec::new();
-    for _ in 0..CRASHES {
-        crash_console(dir)?;
-        let t = Instant::now();
-        let store = Store::open(dir)?;
-        let opened = t.elapsed();
-        let app = App::new(store, config.clone(), Arc::new(crate::clock::SystemClock));
-        let fired = app.fire_one(Utc::now())?;
-        anyhow::ensure!(
-            fired,
-            "no overdue timer fired after the restart from a crash (next deadline: {:?})",
-            app.next_due()?
-        );
-        crashed.push((t.elapsed(), opened));
-    }
-    let crashed_in_order: Vec<String> = crashed
-        .iter()
-        .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
-        .collect();
-    crashed.sort();
+    let clean = (0..OVERDUE)
+        .map(|_| restart_once(dir, &config))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // After a kill -9: the folder is checked on a copy, then the journal replayed.
+    let crashed = (0..CRASHES)
+        .map(|_| {
+            crash_after_one_answer(dir)?;
+            restart_once(dir, &config)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_fire = sorted_first(&clean);
+    let crash_fire = sorted_first(&crashed);
     let pending_now = Store::open(dir)?.pending_timers();
 
     let clock = Arc::new(VirtualClock::new(future));
@@ -201,7 +175,7 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
         .note(format!(
             "worst {:.0} ms; each restart in order, ms (of which opening the store): {}; filled in {:.0} s; warm page cache",
             ms(worst),
-            each.join(", "),
+            in_order(&clean),
             fill.as_secs_f64()
         )),
         Figure::new(
@@ -209,14 +183,12 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
             format!(
                 "restart after kill -9 to first overdue fire, {pending_now} pending (median of {CRASHES})"
             ),
-            crashed
-                .get(CRASHES / 2)
-                .map_or(0.0, |(f, _)| ms(*f)),
+            ms(percentile(&crash_fire, 0.5)),
             "ms",
         )
         .note(format!(
             "each in order, ms (of which opening the store): {}; the folder is checked on a copy first",
-            crashed_in_order.join(", ")
+            in_order(&crashed)
         )),
         Figure::new(
             "fire_one_p50",
@@ -232,9 +204,40 @@ pub fn restart(dir: &Path, pending: usize) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
+/// Opens `dir` and fires its first overdue timer durably: the time to that fire, and to the
+/// open alone.
+fn restart_once(dir: &Path, config: &Arc<Config>) -> anyhow::Result<(Duration, Duration)> {
+    let t = Instant::now();
+    let store = Store::open(dir)?;
+    let opened = t.elapsed();
+    let app = App::new(store, config.clone(), Arc::new(crate::clock::SystemClock));
+    let fired = app.fire_one(Utc::now())?;
+    anyhow::ensure!(
+        fired,
+        "no overdue timer fired after the restart (next deadline: {:?})",
+        app.next_due()?
+    );
+    Ok((t.elapsed(), opened))
+}
+
+/// Each restart as "first fire (open)" in ms, in the order they ran.
+fn in_order(runs: &[(Duration, Duration)]) -> String {
+    runs.iter()
+        .map(|(f, o)| format!("{:.0} ({:.0})", ms(*f), ms(*o)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The restarts' times to their first fire, sorted.
+fn sorted_first(runs: &[(Duration, Duration)]) -> Vec<Duration> {
+    let mut v: Vec<Duration> = runs.iter().map(|(f, _)| *f).collect();
+    v.sort();
+    v
+}
+
 /// Runs `crash_child` in a fresh process (this program, `bench --crash-child`) on `dir` until
 /// it has answered one command, then kills it with SIGKILL: the folder as a crash leaves it.
-fn crash_console(dir: &Path) -> anyhow::Result<()> {
+fn crash_after_one_answer(dir: &Path) -> anyhow::Result<()> {
     use std::io::{BufRead as _, Read as _};
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "--crash-child", "--dir"])
