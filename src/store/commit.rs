@@ -143,10 +143,7 @@ pub fn apply_plain(trees: &[sled::Tree; 12], ws: &WriteSet) -> Result<(), StoreE
             // The highest id ever delivered only grows: replaying an older delivery mark
             // (after a newer one that reached sled without its record) must not lower it.
             Some(v) if *t == T::Meta && k.as_slice() == b"outbox_high" => {
-                let old = tree
-                    .get(k.as_slice())?
-                    .and_then(|o| <[u8; 8]>::try_from(o.as_ref()).ok())
-                    .map(u64::from_be_bytes);
+                let old = super::sled::meta_u64(tree, "outbox_high")?;
                 let new = <[u8; 8]>::try_from(v.as_slice())
                     .ok()
                     .map(u64::from_be_bytes);
